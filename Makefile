@@ -1,0 +1,45 @@
+# cbm-airflow developer entry points. Quickstart on a fresh Debian/Ubuntu machine:
+#   make demo   # installs what is missing, runs the demo AOI's DAG on the bundled real sample
+#   make test   # installs what is missing, starts a throwaway PostGIS, runs pytest
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help sysdeps venv test demo bench lint sample clean
+
+help:
+	@echo "make demo | test | bench | lint | sample | clean"
+
+sysdeps:
+	@bash scripts/install-system-deps.sh
+
+# The GDAL bindings are built against the system GDAL after numpy (see requirements.txt).
+$(STAMP): requirements.txt | sysdeps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-cache-dir --no-build-isolation "gdal==$$(gdal-config --version)"
+	$(PY) -c "from osgeo import gdal_array; import rasterio, numba, airflow"
+	touch $(STAMP)
+
+venv: sysdeps $(STAMP)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+bench: venv
+	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# Rebuild include/sample/ from ../shared/data (not needed for demo/test: the sample is committed).
+sample: venv
+	$(PY) scripts/build_sample.py
+
+clean:
+	rm -rf demo-output .pytest_cache

@@ -1,0 +1,146 @@
+"""Command line: ``python -m cbm_ops <command> --aoi NAME [options]``.
+
+The database URL comes from ``--db-url``, ``CBM_DB_URL`` or ``AIRFLOW_CONN_<CONN_ID>``
+(the AOI's ``db_conn_id``). Run ``python -m cbm_ops <command> --help`` for each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+
+from .config import CARD_STAGES, STAGES, get_aoi
+from .db import ConfigError, db_url_from_env
+
+log = logging.getLogger("cbm_ops")
+
+
+def _date(s: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {s!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m cbm_ops", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--aoi", required=True, help="AOI name (include/aois/NAME.yaml) or YAML path")
+        p.add_argument("--db-url", help="database URL (default: CBM_DB_URL / AIRFLOW_CONN_<ID>)")
+        return p
+
+    cmd("init-db", "create or upgrade the AOI's schema and tables")
+
+    p = cmd("import-parcels", "import a parcel file into PostGIS and set the AOI row")
+    p.add_argument("--file", help="parcel file (default: parcels.source of the AOI)")
+    p.add_argument("--layer", help="layer of the file (default: parcels.layer or the first)")
+    p.add_argument("--aoi-wkt", help="AOI outline in EPSG:4326 WKT (default: parcel extent)")
+    p.add_argument("--replace", action="store_true",
+                   help="allow replacing a different parcel set that already has results")
+
+    p = cmd("harvest", "harvest CARD scenes over the AOI into dias_catalogue")
+    p.add_argument("--start", type=_date, help="window start (default: AOI start_date)")
+    p.add_argument("--end", type=_date, help="window end (default: now)")
+    p.add_argument("--card", action="append", choices=list(CARD_STAGES),
+                   help="card(s) to harvest (default: the AOI's cards)")
+
+    p = cmd("rasterize", "rasterize the parcels on the UTM grids of the AOI's S2 scenes")
+    p.add_argument("--epsg", type=int, action="append", help="only this EPSG (repeatable)")
+    p.add_argument("--resolution", type=float, action="append", help="only this resolution (m)")
+
+    p = cmd("extract", "claim and process pending scenes of a stage until none is left")
+    p.add_argument("--stage", action="append", choices=list(STAGES),
+                   help="stage(s) in order (default: all stages of the AOI, pipeline order)")
+    p.add_argument("--start", type=_date, help="only scenes sensed from this time")
+    p.add_argument("--end", type=_date, help="only scenes sensed before this time")
+    p.add_argument("--limit", type=int, help="stop after this many scenes per stage")
+
+    cmd("status", "scenes per card, stage and status")
+    cmd("cleanup", "requeue stuck and retryable-failed scenes (faulty-scene cleanup)")
+
+    p = cmd("requeue", "re-run scenes: put their stages back in the queue")
+    p.add_argument("--obsid", type=int, action="append", required=True)
+    p.add_argument("--stage", action="append", choices=list(STAGES))
+
+    p = cmd("maintenance", "cloudy-sigs deletion (opt-in), VACUUM ANALYZE, CLUSTER, backup")
+    p.add_argument("--delete-cloudy", action="store_true", help="force the opt-in deletion")
+    p.add_argument("--no-cluster", action="store_true")
+    p.add_argument("--backup-dir", help="pg_dump target (default: maintenance.backup_dir)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = get_aoi(args.aoi)
+        url = args.db_url or db_url_from_env(cfg.db_conn_id)
+        result = _run(args, cfg, url)
+    except (ConfigError, LookupError) as exc:
+        log.error("%s", exc)
+        return 2
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _run(args: argparse.Namespace, cfg, url: str):
+    from . import db
+
+    if args.command == "init-db":
+        db.ensure_schema(url, cfg.schema)
+        return None
+    if args.command == "import-parcels":
+        from .parcels import import_parcels
+
+        return import_parcels(url, cfg, args.file, layer=args.layer, aoi_wkt=args.aoi_wkt,
+                              replace=args.replace).__dict__
+    if args.command == "harvest":
+        from .catalogue import harvest
+
+        db.ensure_schema(url, cfg.schema)
+        start = args.start or dt.datetime.combine(cfg.start_date, dt.time())
+        end = args.end or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return harvest(url, cfg, start, end, args.card).as_dict()
+    if args.command == "rasterize":
+        from .rasterize import rasterize_aoi
+
+        return rasterize_aoi(url, cfg, epsgs=args.epsg, resolutions=args.resolution)
+    if args.command == "extract":
+        from .extract import run_queue
+
+        db.ensure_schema(url, cfg.schema)
+        return {s: run_queue(url, cfg, s, start=args.start, end=args.end, limit=args.limit)
+                for s in (args.stage or cfg.stages)}
+    if args.command == "status":
+        from .queue import status_counts
+
+        return [dict(zip(("card", "stage", "status", "scenes"), r, strict=True)) for r in status_counts(url, cfg)]
+    if args.command == "cleanup":
+        from .queue import cleanup
+
+        return cleanup(url, cfg).__dict__
+    if args.command == "requeue":
+        from .queue import requeue
+
+        return {"requeued": requeue(url, cfg, args.obsid, args.stage)}
+    if args.command == "maintenance":
+        from .maintenance import run_maintenance
+
+        return run_maintenance(url, cfg, delete_cloudy=args.delete_cloudy or None,
+                               cluster=False if args.no_cluster else None,
+                               backup_dir=args.backup_dir)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

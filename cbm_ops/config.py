@@ -1,0 +1,247 @@
+"""AOI configuration: one YAML file per AOI in ``include/aois/<name>.yaml``.
+
+Files are parsed with PyYAML and validated with pydantic (unknown keys are errors, so a
+typo never silently falls back to a default). Relative paths are resolved against the
+project directory (the parent of ``include/``). See the README's configuration reference
+for every key; ``include/aois/demo_flanders.yaml`` is a complete example.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .db import PROJECT_DIR, ConfigError
+
+AOI_DIR = PROJECT_DIR / "include" / "aois"
+
+# Stage -> (card, kind). kind "hist" writes hists (SCL), "stats" writes sigs.
+STAGES: dict[str, tuple[str, str]] = {
+    "scl": ("s2", "hist"),
+    "s2_10m": ("s2", "stats"),
+    "s2_20m": ("s2", "stats"),
+    "bs": ("bs", "stats"),
+    "c6": ("c6", "stats"),
+}
+CARD_STAGES: dict[str, tuple[str, ...]] = {
+    "s2": ("scl", "s2_10m", "s2_20m"),
+    "bs": ("bs",),
+    "c6": ("c6",),
+}
+# Band code suffix stored in sigs.band for Sentinel-1 (reference: VVb, VHb, VVc, VHc).
+S1_SUFFIX = {"bs": "b", "c6": "c"}
+S2_NATIVE_RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
+                 "B08": 10, "B8A": 20, "B09": 60, "B11": 20, "B12": 20, "SCL": 20}
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParcelsConfig(_Strict):
+    table: str = "parcels"
+    source: str | None = None          # file to import (GeoPackage, Shapefile, GeoJSON)
+    layer: str | None = None           # layer of the source file (default: first)
+    crop_column: str | None = None     # attribute shown in summaries (crop name/code)
+
+    @field_validator("table")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"{v!r} is not a lower-case SQL identifier")
+        return v
+
+
+class CatalogueConfig(_Strict):
+    source: Literal["resto", "offline"] = "resto"
+    url: str = "https://datahub.creodias.eu/resto/api/collections/{collection}/search.json"
+    format: Literal["json", "atom"] = "json"
+    path: str | None = None            # offline: directory of saved responses / STAC items
+    page_size: int = Field(default=500, ge=1, le=2000)
+    max_per_query: int = Field(default=2000, ge=1)  # server cap per query (split above)
+    timeout_s: float = 60.0
+    retries: int = Field(default=5, ge=0)
+    min_window_hours: float = 1.0      # never split a window below this
+    s2_product_type: str = "L2A"       # resto productType / processingLevel for S2 L2A
+
+    @model_validator(mode="after")
+    def _offline_needs_path(self) -> CatalogueConfig:
+        if self.source == "offline" and not self.path:
+            raise ValueError("catalogue.source 'offline' needs catalogue.path")
+        return self
+
+
+class StoreConfig(_Strict):
+    kind: Literal["mount", "s3"] = "mount"
+    root: str = "/eodata"              # mount: directory that holds Sentinel-1/, Sentinel-2/
+    bucket: str = "eodata"             # s3
+    conn_id: str = "cbm_s3"            # s3: Airflow connection (aws) or CBM_S3_* environment
+    cache_dir: str | None = None       # s3: per-scene download cache (default: system temp)
+
+
+class MaintenanceConfig(_Strict):
+    schedule: str | None = "0 5 * * 0"
+    delete_cloudy_sigs: bool = False   # opt-in: drop sigs of parcel-dates with SCL 9 only
+    vacuum: bool = True
+    cluster: bool = True
+    backup_dir: str | None = None      # pg_dump target directory; None = no backup
+
+
+class AoiConfig(_Strict):
+    """One AOI: its parcels, CARD types and bands, catalogue, store and schedule."""
+
+    name: str
+    schema_: str | None = Field(default=None, alias="schema")
+    description: str = ""
+    parcels: ParcelsConfig = ParcelsConfig()
+    aoi_wkt: str | None = None         # given outline (EPSG:4326); default: parcel extent
+    cards: tuple[Literal["s2", "bs", "c6"], ...] = ("s2", "bs", "c6")
+    bands: dict[str, tuple[str, ...]] = Field(default_factory=lambda: {
+        "scl": ("SCL",), "s2_10m": ("B02", "B03", "B04", "B08"), "s2_20m": ("B05", "B11"),
+        "bs": ("VV", "VH"), "c6": ("VV", "VH")})
+    catalogue: CatalogueConfig = CatalogueConfig()
+    store: StoreConfig = StoreConfig()
+    db_conn_id: str = "cbm_db"
+    start_date: dt.date
+    end_date: dt.date | None = None
+    schedule: str | None = "0 3 * * *"
+    lookback_days: int = Field(default=10, ge=0)
+    batch_size: int = Field(default=10, ge=1)       # scenes per mapped task instance
+    max_batches: int = Field(default=200, ge=1, le=1000)  # cap on map indexes per stage
+    pool: str = "cbm_extract"
+    max_active_runs: int = 1
+    max_attempts: int = Field(default=3, ge=1)
+    lease_minutes: float = Field(default=60, gt=0)
+    all_touched: bool = False
+    s2_nodata: int = 0
+    s1_nodata: float = 0.0
+    maintenance: MaintenanceConfig = MaintenanceConfig()
+    tags: tuple[str, ...] = ()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"{v!r}: AOI names are lower-case identifiers (a-z, 0-9, _)")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> AoiConfig:
+        if self.schema_ is not None and not _IDENT.match(self.schema_):
+            raise ValueError(f"schema {self.schema_!r} is not a lower-case SQL identifier")
+        for stage, bands in self.bands.items():
+            if stage not in STAGES:
+                raise ValueError(f"bands: unknown stage {stage!r} (known: {', '.join(STAGES)})")
+            for b in bands:
+                if stage in ("scl", "s2_10m", "s2_20m"):
+                    if b not in S2_NATIVE_RES:
+                        raise ValueError(f"bands.{stage}: unknown Sentinel-2 band {b!r}")
+                    want = {"scl": 20, "s2_10m": 10, "s2_20m": 20}[stage]
+                    if stage == "scl" and b != "SCL":
+                        raise ValueError("bands.scl can only hold SCL")
+                    if S2_NATIVE_RES[b] != want:
+                        raise ValueError(f"bands.{stage}: {b} is a {S2_NATIVE_RES[b]} m band")
+                elif b not in ("VV", "VH"):
+                    raise ValueError(f"bands.{stage}: Sentinel-1 bands are VV and VH, not {b!r}")
+        if self.end_date and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def schema(self) -> str:
+        """Database schema of this AOI (defaults to its name)."""
+        return self.schema_ or self.name
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """Stages to run, in pipeline order (SCL before the S2 band stages)."""
+        return tuple(s for c in self.cards for s in CARD_STAGES[c] if self.bands.get(s))
+
+    def stored_bands(self, stage: str) -> tuple[str, ...]:
+        """Band codes written to sigs/hists for ``stage`` (VV -> VVb for CARD-BS)."""
+        card = STAGES[stage][0]
+        suffix = S1_SUFFIX.get(card, "")
+        return tuple(b + suffix for b in self.bands.get(stage, ()))
+
+    def resolve(self, path: str | None) -> Path | None:
+        """Absolute path for a configured path (relative = relative to the project)."""
+        if path is None:
+            return None
+        p = Path(path)
+        return p if p.is_absolute() else PROJECT_DIR / p
+
+
+def load_aoi(path: str | Path) -> AoiConfig:
+    """Read and validate one AOI file.
+
+    Raises
+    ------
+    ConfigError
+        With the file name and every invalid key, if the file is unreadable or invalid.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    data.setdefault("name", path.stem)
+    try:
+        return AoiConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {errors}") from None
+
+
+def load_all(directory: str | Path | None = None) -> dict[str, AoiConfig]:
+    """All AOI files of ``directory`` (default ``include/aois``), by AOI name.
+
+    Raises
+    ------
+    ConfigError
+        If a file is invalid, two files define the same AOI or two AOIs share a schema
+        (pids of different parcel sets would collide in one sigs table).
+    """
+    directory = Path(directory or AOI_DIR)
+    aois: dict[str, AoiConfig] = {}
+    schemas: dict[str, str] = {}
+    for f in sorted(directory.glob("*.y*ml")):
+        cfg = load_aoi(f)
+        if cfg.name in aois:
+            raise ConfigError(f"{f}: AOI {cfg.name!r} is defined twice")
+        if cfg.schema in schemas:
+            raise ConfigError(f"{f}: schema {cfg.schema!r} is already used by AOI "
+                              f"{schemas[cfg.schema]!r}; give each AOI its own schema")
+        aois[cfg.name] = cfg
+        schemas[cfg.schema] = cfg.name
+    return aois
+
+
+def get_aoi(name_or_path: str) -> AoiConfig:
+    """An AOI by name (looked up in ``include/aois``, or ``CBM_AOI_DIR``) or by file path.
+
+    Raises
+    ------
+    ConfigError
+        If no such AOI file exists or it is invalid.
+    """
+    import os
+
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return load_aoi(p)
+    directory = Path(os.environ.get("CBM_AOI_DIR", AOI_DIR))
+    for ext in (".yaml", ".yml"):
+        if (directory / f"{name_or_path}{ext}").exists():
+            return load_aoi(directory / f"{name_or_path}{ext}")
+    raise ConfigError(f"no AOI {name_or_path!r}: expected {directory}/{name_or_path}.yaml")

@@ -1,0 +1,286 @@
+"""Scene queue: per-stage processing state in ``scene_stages`` with leases.
+
+Life cycle of one (scene, stage) row; the statuses are the ones operators know from the
+reference (``select card, status, count(*) from dias_catalogue group by 1, 2``)::
+
+    ingested --claim--> inprogress --complete--> extracted | No parcels
+                            |  \\--fail--> named error ('No file', 'Read error', ...)
+                            \\--lease expires--> claimable again (attempts counted)
+
+* :func:`claim` takes the oldest pending scenes atomically (``FOR UPDATE SKIP LOCKED``)
+  and gives them a lease; a scene whose lease expired is claimable again; a scene that
+  reached ``max_attempts`` claims ends in ``Lease expired`` instead of looping.
+* :func:`complete` and :func:`fail` only succeed for the lease owner, inside the caller's
+  transaction, so results and state commit together (a lost lease rolls both back).
+* :func:`cleanup` puts stuck and retryable-failed stages back to ``ingested`` (removing
+  rows of stages that never completed) and leaves permanent errors and extracted scenes.
+* ``dias_catalogue.status`` is kept as a summary of the scene's stages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from .config import STAGES, AoiConfig
+from .db import q, transaction
+
+log = logging.getLogger(__name__)
+
+INGESTED = "ingested"
+INPROGRESS = "inprogress"
+EXTRACTED = "extracted"
+NO_PARCELS = "No parcels"
+LEASE_EXPIRED = "Lease expired"
+DONE = (EXTRACTED, NO_PARCELS)
+
+# Stage that must be extracted first, and stages that inherit its "No parcels".
+REQUIRES = {"s2_10m": "scl", "s2_20m": "scl"}
+DEPENDENTS = {"scl": ("s2_10m", "s2_20m")}
+
+
+class LeaseLost(RuntimeError):
+    """The scene's lease is owned by someone else now; the caller must roll back."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed scene stage and the catalogue fields extraction needs."""
+
+    obsid: int
+    stage: str
+    attempts: int
+    reference: str
+    obstime: dt.datetime
+    card: str
+    product_identifier: str | None
+    epsg: int | None
+    tile: str | None
+    processing_baseline: str | None
+
+
+def new_owner(label: str = "") -> str:
+    """A lease owner id: host, process and a random suffix (plus an optional label)."""
+    base = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{base}:{label}" if label else base
+
+
+def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n: int = 1,
+          obsids: list[int] | None = None, start: dt.datetime | None = None,
+          end: dt.datetime | None = None) -> list[Claim]:
+    """Claim up to ``n`` pending scenes of ``stage``, oldest first, with a lease.
+
+    Parameters
+    ----------
+    conn : psycopg.Connection
+        Committed by the caller right after (claims must be visible to others).
+    cfg : AoiConfig
+        Supplies schema, ``max_attempts`` and ``lease_minutes``.
+    stage : str
+        ``scl``, ``s2_10m``, ``s2_20m``, ``bs`` or ``c6``.
+    owner : str
+        Lease owner id (:func:`new_owner`).
+    obsids : list of int, optional
+        Only these scenes (a mapped Airflow task's batch).
+    start, end : datetime, optional
+        Only scenes sensed in ``[start, end)``.
+
+    Returns
+    -------
+    list of Claim
+        Possibly empty. S2 band stages only get scenes whose SCL stage is extracted.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    requires = REQUIRES.get(stage) if REQUIRES.get(stage) in cfg.stages else None
+    params: dict[str, Any] = {
+        "stage": stage, "owner": owner, "n": n, "obsids": obsids, "start": start, "end": end,
+        "requires": requires, "max_attempts": cfg.max_attempts,
+        "lease_s": cfg.lease_minutes * 60.0}
+    expired = conn.execute(q("queue_exhaust", schema=cfg.schema), params).fetchall()
+    if expired:
+        ids = [r[0] for r in expired]
+        log.warning("%s: scenes %s gave up after %d expired leases (status %r)", stage, ids,
+                    cfg.max_attempts, LEASE_EXPIRED)
+        refresh_status(conn, cfg.schema, ids)
+    rows = conn.execute(q("queue_claim", schema=cfg.schema), params).fetchall()
+    claims = [Claim(obsid=r[0], stage=stage, attempts=r[1], reference=r[2], obstime=r[3], card=r[4],
+                    product_identifier=r[5], epsg=r[6], tile=r[7], processing_baseline=r[8])
+              for r in rows]
+    if claims:
+        refresh_status(conn, cfg.schema, [c.obsid for c in claims])
+    return claims
+
+
+def extend_lease(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> None:
+    """Renew the lease of a claim being processed.
+
+    Raises
+    ------
+    LeaseLost
+        If another worker owns the scene now.
+    """
+    row = conn.execute(q("queue_extend", schema=cfg.schema),
+                       {"obsid": c.obsid, "stage": c.stage, "owner": owner,
+                        "lease_s": cfg.lease_minutes * 60.0}).fetchone()
+    if row is None:
+        raise LeaseLost(f"scene {c.obsid} {c.stage}: lease lost")
+
+
+def complete(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str, *,
+             status: str = EXTRACTED, parcels: int = 0, rows: int = 0, seconds: float = 0.0) -> None:
+    """Mark a claimed stage done, in the caller's transaction (with its result rows).
+
+    ``status`` is ``extracted`` or ``No parcels``; a ``No parcels`` SCL stage also marks
+    the scene's pending S2 band stages ``No parcels`` (they would find nothing either).
+
+    Raises
+    ------
+    LeaseLost
+        If the lease is not ``owner``'s any more: roll back, the result is not stored.
+    """
+    if status not in DONE:
+        raise ValueError(f"complete() takes {DONE}, not {status!r}")
+    row = conn.execute(q("queue_complete", schema=cfg.schema),
+                       {"obsid": c.obsid, "stage": c.stage, "owner": owner, "status": status,
+                        "parcels": parcels, "rows": rows, "seconds": seconds}).fetchone()
+    if row is None:
+        raise LeaseLost(f"scene {c.obsid} {c.stage}: lease lost before completion")
+    if status == NO_PARCELS and c.stage in DEPENDENTS:
+        conn.execute(q("queue_no_parcels_dependents", schema=cfg.schema),
+                     {"obsid": c.obsid, "stages": list(DEPENDENTS[c.stage])})
+    refresh_status(conn, cfg.schema, [c.obsid])
+
+
+def fail(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str, status: str,
+         error: str, *, retryable: bool) -> bool:
+    """Record a failed stage under a named status (e.g. ``No file``, ``Read error``).
+
+    A retryable failure goes back to the queue at the next :func:`cleanup` while the
+    scene has attempts left; a permanent one keeps its status.
+
+    Returns
+    -------
+    bool
+        False if the lease had been lost (nothing recorded).
+    """
+    if len(status) > 24:
+        raise ValueError(f"status {status!r} is longer than 24 characters")
+    row = conn.execute(q("queue_fail", schema=cfg.schema),
+                       {"obsid": c.obsid, "stage": c.stage, "owner": owner, "status": status,
+                        "error": error[:2000], "retryable": retryable}).fetchone()
+    if row is not None:
+        refresh_status(conn, cfg.schema, [c.obsid])
+    return row is not None
+
+
+def release(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> None:
+    """Give a claimed, unprocessed scene back (shutdown): pending again, claim not counted."""
+    conn.execute(q("queue_release", schema=cfg.schema),
+                 {"obsid": c.obsid, "stage": c.stage, "owner": owner})
+    refresh_status(conn, cfg.schema, [c.obsid])
+
+
+def refresh_status(conn: psycopg.Connection, schema: str, obsids: list[int] | None) -> None:
+    """Recompute ``dias_catalogue.status`` from the stages (all scenes when ``None``).
+
+    Summary rule: a named error of any stage; else ``inprogress`` if a stage is claimed;
+    ``extracted`` when every stage is; ``No parcels`` when every stage is extracted or
+    ``No parcels``; otherwise ``ingested`` (stages still waiting).
+    """
+    conn.execute(q("scene_status_refresh", schema=schema), {"obsids": obsids})
+
+
+@dataclass
+class CleanupReport:
+    requeued: dict[str, list[int]]
+    rows_deleted: int
+    permanent: dict[str, int]
+
+
+def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
+    """Faulty-scene cleanup of an AOI (the seed's manual "faulties" SQL, made safe).
+
+    Stages stuck ``inprogress`` past their lease, and stages failed with a retryable
+    error that have attempts left, go back to ``ingested``; rows such a stage left in
+    sigs/hists are deleted unless the stage had completed before (a complete result is
+    only ever replaced by a new complete result). Permanent errors keep their status;
+    extracted and ``No parcels`` scenes are not touched.
+
+    Returns
+    -------
+    CleanupReport
+        Requeued obsids per stage, rows deleted, permanent errors per status.
+    """
+    requeued: dict[str, list[int]] = {}
+    deleted = 0
+    with transaction(url) as conn:
+        for stage in cfg.stages:
+            kind = STAGES[stage][1]
+            conn.execute(q("queue_exhaust", schema=cfg.schema),
+                         {"stage": stage, "max_attempts": cfg.max_attempts, "obsids": None})
+            rows = conn.execute(q("cleanup_select", schema=cfg.schema),
+                                {"stage": stage, "max_attempts": cfg.max_attempts}).fetchall()
+            if not rows:
+                continue
+            ids = [r[0] for r in rows]
+            partial = [r[0] for r in rows if not r[1]]     # never completed before
+            if partial:
+                if kind == "hist":
+                    deleted += conn.execute(q("hists_delete", schema=cfg.schema),
+                                            {"obsids": partial}).rowcount
+                else:
+                    deleted += conn.execute(q("sigs_delete", schema=cfg.schema),
+                                            {"obsids": partial, "bands": list(cfg.stored_bands(stage))}
+                                            ).rowcount
+            conn.execute(q("cleanup_requeue", schema=cfg.schema), {"stage": stage, "obsids": ids})
+            requeued[stage] = ids
+            log.info("cleanup %s: %d scenes back to the queue: %s", stage, len(ids), ids[:20])
+        refresh_status(conn, cfg.schema, None)
+        permanent = dict(conn.execute(q("cleanup_permanent", schema=cfg.schema)).fetchall())
+    if permanent:
+        log.warning("scenes in a permanent error status (not retried): %s", permanent)
+    log.info("cleanup %s: %d stages requeued, %d partial rows deleted",
+             cfg.name, sum(len(v) for v in requeued.values()), deleted)
+    return CleanupReport(requeued=requeued, rows_deleted=deleted, permanent=permanent)
+
+
+def requeue(url: str, cfg: AoiConfig, obsids: list[int], stages: list[str] | None = None) -> int:
+    """Operator re-run: put scenes' stages back to ``ingested`` (any status but claimed).
+
+    Existing rows stay until the new extraction replaces them in one transaction.
+
+    Returns
+    -------
+    int
+        Stage rows requeued.
+    """
+    with transaction(url) as conn:
+        n = conn.execute(q("queue_requeue", schema=cfg.schema),
+                         {"obsids": obsids, "stages": stages or list(cfg.stages)}).rowcount
+        refresh_status(conn, cfg.schema, obsids)
+    return n
+
+
+def status_counts(url: str, cfg: AoiConfig) -> list[tuple[str, str, str, int]]:
+    """(card, stage, status, scenes) of the AOI, for logs, summaries and the CLI."""
+    with transaction(url) as conn:
+        return [tuple(r) for r in conn.execute(q("queue_counts", schema=cfg.schema))]
+
+
+def pending(url: str, cfg: AoiConfig, stage: str, start: dt.datetime | None = None,
+            end: dt.datetime | None = None) -> list[tuple[int, str]]:
+    """(obsid, reference) of the claimable scenes of a stage, oldest first (no claim)."""
+    requires = REQUIRES.get(stage) if REQUIRES.get(stage) in cfg.stages else None
+    with transaction(url) as conn:
+        return [tuple(r) for r in conn.execute(
+            q("queue_pending", schema=cfg.schema),
+            {"stage": stage, "start": start, "end": end, "requires": requires,
+             "max_attempts": cfg.max_attempts})]

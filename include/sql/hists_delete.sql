@@ -1,0 +1,1 @@
+DELETE FROM {schema}.hists WHERE obsid = ANY (%(obsids)s::int[])

@@ -1,0 +1,7 @@
+-- Mark a claimed stage done; only the lease owner can (no row returned = lease lost).
+UPDATE {schema}.scene_stages
+SET status = %(status)s, lease_owner = NULL, lease_expires = NULL, last_error = NULL,
+    retryable = true, parcels = %(parcels)s, rows = %(rows)s, seconds = %(seconds)s,
+    updated_at = now()
+WHERE obsid = %(obsid)s AND stage = %(stage)s AND lease_owner = %(owner)s AND status = 'inprogress'
+RETURNING obsid

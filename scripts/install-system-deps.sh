@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages cbm-airflow needs, only those that are missing:
+# PostgreSQL server + the matching PostGIS package (for the throwaway test/demo cluster),
+# GDAL (ogr2ogr, headers for the Python bindings), and a Python toolchain.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-system-deps: not root and no sudo; install the packages listed below yourself" >&2
+  fi
+fi
+
+missing() {  # print the packages of "$@" that dpkg does not know as installed
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+want=(postgresql postgresql-contrib gdal-bin libgdal-dev python3-dev python3-venv g++ make)
+need=$(missing "${want[@]}")
+updated=0
+if [ -n "$need" ]; then
+  echo "install-system-deps: installing $need"
+  $SUDO apt-get update -qq && updated=1
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need
+fi
+
+# PostGIS must match the server's major version (postgresql-15-postgis-3 on Debian 12).
+major=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+postgis="postgresql-${major}-postgis-3"
+if [ -n "$(missing "$postgis")" ]; then
+  echo "install-system-deps: installing $postgis"
+  [ "$updated" = 1 ] || $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$postgis"
+fi
+echo "install-system-deps: ok (PostgreSQL $major, GDAL $(gdal-config --version))"

@@ -1,0 +1,150 @@
+"""A resto-like OpenSearch server on 127.0.0.1 for harvest tests.
+
+Serves ``/resto/api/collections/{Sentinel1|Sentinel2}/search.{json|atom}`` over a list of
+SYNTHETIC catalogue records (real naming scheme, invented scenes) with the behaviour that
+matters to a harvester:
+
+* ``maxRecords`` is clamped to ``page_max`` (as resto clamps it) and ``itemsPerPage`` says so;
+* a query can only be paged up to ``cap`` records: a page starting at or beyond the cap
+  answers HTTP 400 (CDSE's offset limit) while ``totalResults`` reports the full count;
+* ``fail_once`` answers 503 once for the given page number (exercises the retry);
+* filters on ``startDate``/``completionDate`` (inclusive), ``productType`` and ``geometry``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlparse
+from xml.sax.saxutils import escape
+
+import shapely
+
+
+def _t(s: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+class RestoServer:
+    def __init__(self, records: list[dict], *, page_max: int = 10, cap: int = 25,
+                 exact: bool = True, fail_once: int | None = None):
+        self.records = records
+        self.page_max, self.cap, self.exact = page_max, cap, exact
+        self.fail_once = fail_once
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # keep test output quiet
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server API
+                server.requests.append(self.path)
+                status, ctype, body = server.answer(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # ------------------------------------------------------------------ search
+    def answer(self, path: str) -> tuple[int, str, bytes]:
+        u = urlparse(path)
+        qs = {k: v[0] for k, v in parse_qs(u.query).items()}
+        collection = u.path.split("/")[-2]
+        fmt = u.path.rsplit(".", 1)[-1]
+        page = int(qs.get("page", 1))
+        if self.fail_once is not None and page == self.fail_once:
+            self.fail_once = None
+            return 503, "text/plain", b"temporarily unavailable"
+        per = min(int(qs.get("maxRecords", 20)), self.page_max)
+        start, end = _t(qs["startDate"]), _t(qs["completionDate"])
+        aoi = shapely.from_wkt(qs["geometry"])
+        hits = [r for r in self.records
+                if r["collection"] == collection and r["productType"] == qs.get("productType")
+                and start <= _t(r["startDate"]) <= end
+                and shapely.intersects(shapely.geometry.shape(r["geometry"]), aoi)]
+        hits.sort(key=lambda r: r["startDate"])
+        offset = (page - 1) * per
+        if offset >= self.cap:
+            return 400, "application/json", json.dumps(
+                {"ErrorCode": 400, "ErrorMessage": f"offset {offset} beyond limit {self.cap}"}).encode()
+        chunk = hits[offset: min(offset + per, self.cap)]
+        more = offset + per < min(len(hits), self.cap)
+        next_q = dict(qs, page=str(page + 1))
+        next_href = f"{self.url}{u.path}?{urlencode(next_q)}" if more else None
+        if fmt == "atom":
+            return 200, "application/atom+xml", self._atom(chunk, len(hits), per, next_href)
+        props = {"totalResults": len(hits) if self.exact else None, "exactCount": self.exact,
+                 "startIndex": offset + 1, "itemsPerPage": per,
+                 "links": [{"rel": "self", "href": self.url + path}]
+                 + ([{"rel": "next", "href": next_href}] if next_href else [])}
+        feats = [{"type": "Feature", "id": r["id"], "geometry": r["geometry"],
+                  "properties": {k: v for k, v in r.items() if k not in ("geometry", "id")}}
+                 for r in chunk]
+        return 200, "application/json", json.dumps(
+            {"type": "FeatureCollection", "properties": props, "features": feats}).encode()
+
+    def _atom(self, chunk, total, per, next_href) -> bytes:
+        entries = []
+        for r in chunk:
+            ring = r["geometry"]["coordinates"][0]
+            pos = " ".join(f"{lat} {lon}" for lon, lat in ring)
+            entries.append(
+                f"<entry><id>{r['id']}</id><title>{escape(r['title'])}</title>"
+                f"<gml:validTime><gml:TimePeriod><gml:beginPosition>{r['startDate']}</gml:beginPosition>"
+                f"<gml:endPosition>{r['completionDate']}</gml:endPosition></gml:TimePeriod></gml:validTime>"
+                f"<georss:where><gml:Polygon><gml:exterior><gml:LinearRing>"
+                f"<gml:posList srsDimensions=\"2\">{pos}</gml:posList>"
+                f"</gml:LinearRing></gml:exterior></gml:Polygon></georss:where>"
+                f"<productIdentifier>{escape(r['productIdentifier'])}</productIdentifier>"
+                f"<cloudCover>{r.get('cloudCover', 0)}</cloudCover>"
+                f"<orbitDirection>{r.get('orbitDirection', '')}</orbitDirection></entry>")
+        link = f'<link rel="next" type="application/atom+xml" href="{escape(next_href)}"/>' if next_href else ""
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:os="http://a9.com/-/spec/opensearch/1.1/" '
+            'xmlns:georss="http://www.georss.org/georss" xmlns:gml="http://www.opengis.net/gml">'
+            f"<title>resto</title>{link}<os:totalResults>{total}</os:totalResults>"
+            f"<os:itemsPerPage>{per}</os:itemsPerPage>{''.join(entries)}</feed>").encode()
+
+
+def synthetic_records(n_s2: int = 57, n_bs: int = 12) -> list[dict]:
+    """SYNTHETIC catalogue records over Flanders (real naming scheme, invented scenes)."""
+    recs = []
+    base = dt.datetime(2024, 1, 1, 10, 56, 21)
+    square = {"type": "Polygon", "coordinates": [[[2.9, 50.4], [4.5, 50.4], [4.5, 51.4], [2.9, 51.4], [2.9, 50.4]]]}
+    for i in range(n_s2):
+        t = base + dt.timedelta(hours=29 * i)
+        tile = ("31UDS", "31UES")[i % 2]
+        ref = f"S2{'AB'[i % 2]}_MSIL2A_{t:%Y%m%dT%H%M%S}_N0510_R051_T{tile}_{t:%Y%m%dT}140000"
+        recs.append({"id": f"s2-{i:04d}", "collection": "Sentinel2", "productType": "L2A",
+                     "title": ref + ".SAFE", "startDate": t.isoformat() + ".024Z",
+                     "completionDate": t.isoformat() + ".024Z", "geometry": square,
+                     "productIdentifier": f"/eodata/Sentinel-2/MSI/L2A/{t:%Y/%m/%d}/{ref}.SAFE",
+                     "cloudCover": float(i % 100), "orbitDirection": "descending"})
+    for i in range(n_bs):
+        t = base + dt.timedelta(days=6 * i, hours=6, minutes=45)
+        absorb = 52000 + 90 * i
+        ref = (f"S1A_IW_GRDH_1SDV_{t:%Y%m%dT%H%M%S}_{t + dt.timedelta(seconds=25):%Y%m%dT%H%M%S}_"
+               f"{absorb:06d}_06{i:04X}_ABCD_CARD_BS")
+        recs.append({"id": f"bs-{i:04d}", "collection": "Sentinel1", "productType": "CARD-BS",
+                     "title": ref, "startDate": t.isoformat() + ".000Z",
+                     "completionDate": t.isoformat() + ".000Z", "geometry": square,
+                     "productIdentifier": f"/eodata/Sentinel-1/SAR/CARD-BS/{t:%Y/%m/%d}/{ref}",
+                     "orbitDirection": "ASCENDING", "relativeOrbitNumber": 88})
+    return recs

@@ -1,0 +1,217 @@
+"""Scene queue: atomic claims across processes, leases, failures, cleanup, status summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import psycopg
+import pytest
+
+from cbm_ops import catalogue, queue
+from cbm_ops.config import AoiConfig
+from cbm_ops.db import transaction
+from cbm_ops.parcels import set_aoi
+
+AOI_WKT = "POLYGON((2.9 50.4, 4.5 50.4, 4.5 51.4, 2.9 51.4, 2.9 50.4))"
+FOOTPRINT = "MULTIPOLYGON(((2.9 50.4, 4.5 50.4, 4.5 51.4, 2.9 51.4, 2.9 50.4)))"
+
+
+def make_cfg(schema: str, **kw) -> AoiConfig:
+    kw.setdefault("cards", ("s2", "bs"))
+    return AoiConfig(name="q", schema=schema, start_date=dt.date(2024, 1, 1), **kw)
+
+
+def seed(url: str, cfg: AoiConfig, n_s2: int, n_bs: int = 0) -> None:
+    """SYNTHETIC catalogue rows (real naming scheme) queued for every stage."""
+    set_aoi(url, cfg, AOI_WKT)
+    recs = []
+    base = dt.datetime(2024, 1, 1, 10, 56, 21)
+    for i in range(n_s2):
+        t = base + dt.timedelta(days=i)
+        ref = f"S2A_MSIL2A_{t:%Y%m%dT%H%M%S}_N0510_R051_T31UDS_{t:%Y%m%d}T140000"
+        recs.append(catalogue.SceneRecord(
+            reference=ref, obstime=t, sensor="2A", card="s2", footprint_wkt=FOOTPRINT,
+            tile="31UDS", epsg=32631, relative_orbit=51, orbit_direction="DESCENDING",
+            processing_baseline="05.10", cloud_cover=1.0, product_identifier="/eodata/x", catalogue_id=None,
+            source="test"))
+    for i in range(n_bs):
+        t = base + dt.timedelta(days=i, hours=7)
+        ref = f"S1A_IW_GRDH_1SDV_{t:%Y%m%dT%H%M%S}_{t:%Y%m%dT%H%M%S}_052000_06{i:04X}_ABCD_CARD_BS"
+        recs.append(catalogue.SceneRecord(
+            reference=ref, obstime=t, sensor="1A", card="bs", footprint_wkt=FOOTPRINT,
+            tile=None, epsg=32631, relative_orbit=88, orbit_direction="ASCENDING", processing_baseline=None,
+            cloud_cover=None, product_identifier="/eodata/y", catalogue_id=None, source="test"))
+    report = catalogue.HarvestReport()
+    with transaction(url) as conn:
+        catalogue.upsert(conn, cfg.schema, recs, report)
+        catalogue.enqueue(conn, cfg)
+    assert report.inserted == n_s2 + n_bs, report.errors
+
+
+def stage_status(url, schema, stage):
+    with psycopg.connect(url) as c:
+        return dict(c.execute(f'SELECT obsid, status FROM "{schema}".scene_stages WHERE stage = %s', (stage,)))
+
+
+def catalogue_status(url, schema):
+    with psycopg.connect(url) as c:
+        return dict(c.execute(f'SELECT status, count(*) FROM "{schema}".dias_catalogue GROUP BY 1'))
+
+
+def test_claim_order_dependency_and_summary(db_url, db_schema):
+    cfg = make_cfg(db_schema)
+    seed(db_url, cfg, n_s2=3, n_bs=2)
+    owner = queue.new_owner("t")
+    with transaction(db_url) as conn:
+        # 10 m needs the SCL stage extracted first: nothing to claim yet.
+        assert queue.claim(conn, cfg, "s2_10m", owner, n=5) == []
+        claims = queue.claim(conn, cfg, "scl", owner, n=2)
+    assert [c.obstime.day for c in claims] == [1, 2]          # oldest first
+    assert catalogue_status(db_url, db_schema) == {"inprogress": 2, "ingested": 3}
+    with transaction(db_url) as conn:
+        queue.complete(conn, cfg, claims[0], owner, parcels=5, rows=5, seconds=0.1)
+        queue.complete(conn, cfg, claims[1], owner, status=queue.NO_PARCELS)
+    s10 = stage_status(db_url, db_schema, "s2_10m")
+    assert s10[claims[1].obsid] == "No parcels" and s10[claims[0].obsid] == "ingested"
+    with transaction(db_url) as conn:
+        got = queue.claim(conn, cfg, "s2_10m", owner, n=5)
+    assert [c.obsid for c in got] == [claims[0].obsid]         # only the scene with parcels
+    summary = catalogue_status(db_url, db_schema)
+    assert summary == {"inprogress": 1, "No parcels": 1, "ingested": 3}
+
+
+def _claimer(url: str, schema: str, out, delay: float) -> None:
+    cfg = make_cfg(schema)
+    owner = queue.new_owner(f"p{os.getpid()}")
+    got = []
+    while True:
+        with transaction(url) as conn:
+            claims = queue.claim(conn, cfg, "scl", owner, n=1)
+        if not claims:
+            break
+        time.sleep(delay)                 # widen the race window
+        with transaction(url) as conn:
+            queue.complete(conn, cfg, claims[0], owner, rows=1)
+        got.append(claims[0].obsid)
+    out.put(got)
+
+
+def test_concurrent_claimers_never_share_a_scene(db_url, db_schema):
+    cfg = make_cfg(db_schema)
+    seed(db_url, cfg, n_s2=60)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_claimer, args=(db_url, db_schema, out, 0.01)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    flat = [o for r in results for o in r]
+    assert len(flat) == len(set(flat)) == 60                  # each scene exactly once
+    assert sum(1 for r in results if r) >= 2                  # the work really was shared
+    assert set(stage_status(db_url, db_schema, "scl").values()) == {"extracted"}
+    with psycopg.connect(db_url) as c:
+        assert c.execute(f'SELECT max(attempts) FROM "{db_schema}".scene_stages WHERE stage = %s',
+                         ("scl",)).fetchone()[0] == 1
+
+
+def _claim_and_die(url: str, schema: str, out) -> None:
+    cfg = make_cfg(schema, lease_minutes=1.0 / 60)            # 1 s lease
+    with transaction(url) as conn:
+        claims = queue.claim(conn, cfg, "scl", queue.new_owner("doomed"), n=1)
+    out.put(claims[0].obsid)
+    time.sleep(60)                                            # killed before it completes
+
+
+def test_killed_claimer_scene_is_claimed_again_after_lease(db_url, db_schema):
+    cfg = make_cfg(db_schema, lease_minutes=1.0 / 60, max_attempts=2)
+    seed(db_url, cfg, n_s2=1)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    p = ctx.Process(target=_claim_and_die, args=(db_url, db_schema, out))
+    p.start()
+    obsid = out.get(timeout=60)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    owner = queue.new_owner("rescuer")
+    with transaction(db_url) as conn:
+        assert queue.claim(conn, cfg, "scl", owner) == []        # lease still running
+    time.sleep(1.5)
+    with transaction(db_url) as conn:
+        again = queue.claim(conn, cfg, "scl", owner)
+    assert [c.obsid for c in again] == [obsid] and again[0].attempts == 2
+    # The rescuer dies too: with max_attempts reached, the scene ends in a named status.
+    time.sleep(1.5)
+    with transaction(db_url) as conn:
+        assert queue.claim(conn, cfg, "scl", owner) == []
+    assert stage_status(db_url, db_schema, "scl") == {obsid: queue.LEASE_EXPIRED}
+    assert catalogue_status(db_url, db_schema) == {queue.LEASE_EXPIRED: 1}
+
+
+def test_lost_lease_cannot_complete(db_url, db_schema):
+    cfg = make_cfg(db_schema, lease_minutes=1.0 / 60)
+    seed(db_url, cfg, n_s2=1)
+    a, b = queue.new_owner("a"), queue.new_owner("b")
+    with transaction(db_url) as conn:
+        ca = queue.claim(conn, cfg, "scl", a)[0]
+    time.sleep(1.2)
+    with transaction(db_url) as conn:
+        queue.claim(conn, cfg, "scl", b)
+    with pytest.raises(queue.LeaseLost):
+        with transaction(db_url) as conn:
+            conn.execute(f'INSERT INTO "{db_schema}".hists VALUES (1, %s, %s)', (ca.obsid, '{"4": 1}'))
+            queue.complete(conn, cfg, ca, a, rows=1)
+    with psycopg.connect(db_url) as c:                         # rolled back with the rows
+        assert c.execute(f'SELECT count(*) FROM "{db_schema}".hists').fetchone()[0] == 0
+
+
+def test_fail_retry_and_cleanup(db_url, db_schema):
+    cfg = make_cfg(db_schema, max_attempts=2)
+    seed(db_url, cfg, n_s2=0, n_bs=3)
+    owner = queue.new_owner("t")
+    with transaction(db_url) as conn:
+        c1, c2, c3 = queue.claim(conn, cfg, "bs", owner, n=3)
+    with transaction(db_url) as conn:
+        queue.fail(conn, cfg, c1, owner, "Read error", "decode failed", retryable=True)
+        queue.fail(conn, cfg, c2, owner, "Bad metadata", "no CRS", retryable=False)
+        queue.complete(conn, cfg, c3, owner, rows=2)
+        # A partial row left by the failed scene (e.g. from the reference scripts).
+        conn.execute(f'INSERT INTO "{db_schema}".sigs (pid, obsid, band) VALUES (1, %s, %s)', (c1.obsid, "VVb"))
+        conn.execute(f'INSERT INTO "{db_schema}".sigs (pid, obsid, band) VALUES (1, %s, %s)', (c3.obsid, "VVb"))
+    assert catalogue_status(db_url, db_schema) == {"Read error": 1, "Bad metadata": 1, "extracted": 1}
+    rep = queue.cleanup(db_url, cfg)
+    assert rep.requeued == {"bs": [c1.obsid]} and rep.rows_deleted == 1
+    assert rep.permanent == {"Bad metadata": 1}
+    st = stage_status(db_url, db_schema, "bs")
+    assert st == {c1.obsid: "ingested", c2.obsid: "Bad metadata", c3.obsid: "extracted"}
+    with psycopg.connect(db_url) as c:                          # the extracted scene's row is kept
+        assert c.execute(f'SELECT obsid FROM "{db_schema}".sigs').fetchall() == [(c3.obsid,)]
+    # Second failure: attempts (2) reached, the error becomes permanent.
+    with transaction(db_url) as conn:
+        again = queue.claim(conn, cfg, "bs", owner)
+        assert [c.obsid for c in again] == [c1.obsid]
+    with transaction(db_url) as conn:
+        queue.fail(conn, cfg, again[0], owner, "Read error", "decode failed again", retryable=True)
+    assert queue.cleanup(db_url, cfg).requeued == {}
+    assert stage_status(db_url, db_schema, "bs")[c1.obsid] == "Read error"
+    # Operator re-run resets attempts.
+    assert queue.requeue(db_url, cfg, [c1.obsid], ["bs"]) == 1
+    with transaction(db_url) as conn:
+        assert [c.attempts for c in queue.claim(conn, cfg, "bs", owner)] == [1]
+
+
+def test_release_does_not_count_an_attempt(db_url, db_schema):
+    cfg = make_cfg(db_schema)
+    seed(db_url, cfg, n_s2=0, n_bs=1)
+    owner = queue.new_owner("t")
+    with transaction(db_url) as conn:
+        c = queue.claim(conn, cfg, "bs", owner)[0]
+        queue.release(conn, cfg, c, owner)
+    with transaction(db_url) as conn:
+        assert queue.claim(conn, cfg, "bs", owner)[0].attempts == 1
