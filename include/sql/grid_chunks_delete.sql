@@ -1,0 +1,1 @@
+DELETE FROM {schema}.parcel_grid_chunks WHERE grid_id = %(grid_id)s

@@ -1,0 +1,1 @@
+COPY {schema}.hists (pid, obsid, hist) FROM STDIN
