@@ -6,10 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help sysdeps venv test demo bench lint sample clean
+.PHONY: help sysdeps venv test demo demo-ui demo-stop bench lint sample clean
 
 help:
-	@echo "make demo | test | bench | lint | sample | clean"
+	@echo "make demo | demo-ui | demo-stop | test | bench | lint | sample | clean"
 
 sysdeps:
 	@bash scripts/install-system-deps.sh
@@ -29,7 +29,13 @@ test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(PY) scripts/demo.py $(DEMO_ARGS)
+	$(PY) scripts/demo.py run
+
+demo-ui: venv
+	$(PY) scripts/demo.py ui
+
+demo-stop: venv
+	$(PY) scripts/demo.py stop
 
 bench: venv
 	$(PY) scripts/bench.py $(BENCH_ARGS)

@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, help="only scenes sensed from this time")
     p.add_argument("--end", type=_date, help="only scenes sensed before this time")
     p.add_argument("--limit", type=int, help="stop after this many scenes per stage")
+    p.add_argument("--obsid", type=int, action="append", help="only these scenes (repeatable)")
 
     cmd("status", "scenes per card, stage and status")
     cmd("cleanup", "requeue stuck and retryable-failed scenes (faulty-scene cleanup)")
@@ -97,7 +98,7 @@ def _run(args: argparse.Namespace, cfg, url: str):
     from . import db
 
     if args.command == "init-db":
-        db.ensure_schema(url, cfg.schema)
+        db.ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
         return None
     if args.command == "import-parcels":
         from .parcels import import_parcels
@@ -107,7 +108,7 @@ def _run(args: argparse.Namespace, cfg, url: str):
     if args.command == "harvest":
         from .catalogue import harvest
 
-        db.ensure_schema(url, cfg.schema)
+        db.ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
         start = args.start or dt.datetime.combine(cfg.start_date, dt.time())
         end = args.end or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         return harvest(url, cfg, start, end, args.card).as_dict()
@@ -118,8 +119,9 @@ def _run(args: argparse.Namespace, cfg, url: str):
     if args.command == "extract":
         from .extract import run_queue
 
-        db.ensure_schema(url, cfg.schema)
-        return {s: run_queue(url, cfg, s, start=args.start, end=args.end, limit=args.limit)
+        db.ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
+        return {s: run_queue(url, cfg, s, start=args.start, end=args.end, limit=args.limit,
+                             obsids=args.obsid)
                 for s in (args.stage or cfg.stages)}
     if args.command == "status":
         from .queue import status_counts

@@ -9,6 +9,7 @@ for every key; ``include/aois/demo_flanders.yaml`` is a complete example.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -93,6 +94,24 @@ class MaintenanceConfig(_Strict):
     backup_dir: str | None = None      # pg_dump target directory; None = no backup
 
 
+class DockerMount(_Strict):
+    source: str
+    target: str
+    read_only: bool = True
+
+
+class DockerConfig(_Strict):
+    """Run extraction in a container through DockerOperator (the seed's dias_numba_py
+    pattern, for agencies that isolate GDAL). Off by default."""
+
+    enabled: bool = False
+    image: str = "cbm-airflow:latest"
+    docker_url: str | None = None      # default: DOCKER_HOST or unix://var/run/docker.sock
+    network_mode: str | None = None
+    mounts: tuple[DockerMount, ...] = ()
+    auto_remove: Literal["never", "success", "force"] = "success"
+
+
 class AoiConfig(_Strict):
     """One AOI: its parcels, CARD types and bands, catalogue, store and schedule."""
 
@@ -119,9 +138,11 @@ class AoiConfig(_Strict):
     max_attempts: int = Field(default=3, ge=1)
     lease_minutes: float = Field(default=60, gt=0)
     all_touched: bool = False
+    pid_indexes: bool = False          # reference sigs_pidx/hists_pidx (slower writes)
     s2_nodata: int = 0
     s1_nodata: float = 0.0
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    docker: DockerConfig = DockerConfig()
     tags: tuple[str, ...] = ()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -180,6 +201,11 @@ class AoiConfig(_Strict):
         return p if p.is_absolute() else PROJECT_DIR / p
 
 
+def aoi_dir() -> Path:
+    """Directory of the AOI files: ``CBM_AOI_DIR`` or ``include/aois``."""
+    return Path(os.environ.get("CBM_AOI_DIR") or AOI_DIR)
+
+
 def load_aoi(path: str | Path) -> AoiConfig:
     """Read and validate one AOI file.
 
@@ -204,7 +230,7 @@ def load_aoi(path: str | Path) -> AoiConfig:
 
 
 def load_all(directory: str | Path | None = None) -> dict[str, AoiConfig]:
-    """All AOI files of ``directory`` (default ``include/aois``), by AOI name.
+    """All AOI files of ``directory`` (default :func:`aoi_dir`), by AOI name.
 
     Raises
     ------
@@ -212,7 +238,7 @@ def load_all(directory: str | Path | None = None) -> dict[str, AoiConfig]:
         If a file is invalid, two files define the same AOI or two AOIs share a schema
         (pids of different parcel sets would collide in one sigs table).
     """
-    directory = Path(directory or AOI_DIR)
+    directory = Path(directory or aoi_dir())
     aois: dict[str, AoiConfig] = {}
     schemas: dict[str, str] = {}
     for f in sorted(directory.glob("*.y*ml")):
@@ -235,12 +261,10 @@ def get_aoi(name_or_path: str) -> AoiConfig:
     ConfigError
         If no such AOI file exists or it is invalid.
     """
-    import os
-
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return load_aoi(p)
-    directory = Path(os.environ.get("CBM_AOI_DIR", AOI_DIR))
+    directory = aoi_dir()
     for ext in (".yaml", ".yml"):
         if (directory / f"{name_or_path}{ext}").exists():
             return load_aoi(directory / f"{name_or_path}{ext}")

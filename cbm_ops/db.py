@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -92,9 +93,9 @@ def db_url_from_env(conn_id: str = "cbm_db") -> str:
 
 
 def _libpq_url(url: str) -> str:
-    # Airflow writes postgres:// and may append its own query arguments (__extra__).
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+    # Airflow may write postgres:// or the SQLAlchemy form postgresql+psycopg:// (PostgresHook
+    # with psycopg 3), and may append its own query arguments (__extra__).
+    url = re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
     if "?" in url:
         base, query = url.split("?", 1)
         keep = [kv for kv in query.split("&") if kv and not kv.startswith("__extra__")]
@@ -129,8 +130,11 @@ def transaction(url: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def ensure_schema(url: str, schema: str) -> None:
+def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> None:
     """Create or upgrade the cbm-airflow tables in ``schema`` (idempotent).
+
+    ``pid_indexes`` adds the reference's ``sigs_pidx``/``hists_pidx`` (see
+    ``include/sql/pid_indexes.sql``); they are never dropped automatically.
 
     Raises
     ------
@@ -138,10 +142,11 @@ def ensure_schema(url: str, schema: str) -> None:
         If the PostGIS extension is not installed in the database.
     """
     with transaction(url) as conn:
-        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone() is None:
+        if conn.execute(q("postgis_installed")).fetchone() is None:
             raise RuntimeError("the PostGIS extension is not installed in this database: "
                                "ask the DBA for CREATE EXTENSION postgis")
-        # Serialise concurrent runs (two DAG runs starting together).
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"cbm-schema:{schema}",))
+        conn.execute(q("schema_lock"), {"key": f"cbm-schema:{schema}"})
         conn.execute(q("schema", schema=schema))
+        if pid_indexes:
+            conn.execute(q("pid_indexes", schema=schema))
     log.info("schema %s is up to date", schema)

@@ -183,6 +183,9 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
         Stop after this many scenes.
     obsids : list of int, optional
         Only these scenes (an Airflow batch); already finished ones are skipped.
+    owner_label : str, optional
+        Stable name of the caller (Airflow ``dag/run/task/map_index``); a retry with the
+        same label takes over the scenes its crashed predecessor still had leased.
     store : optional
         Scene store (default: from the AOI configuration and environment).
 
@@ -206,7 +209,8 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
     by_status: Counter[str] = Counter()
     while limit is None or len(results) < limit:
         with transaction(url) as conn:
-            claims = queue.claim(conn, cfg, stage, owner, n=1, obsids=obsids, start=start, end=end)
+            claims = queue.claim(conn, cfg, stage, owner, n=1, obsids=obsids, start=start, end=end,
+                                 steal_prefix=f"{owner_label}@" if owner_label else None)
         if not claims:
             break
         c = claims[0]

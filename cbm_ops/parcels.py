@@ -124,7 +124,7 @@ def import_parcels(url: str, cfg: AoiConfig, source: str | Path | None = None, *
         raise ParcelImportError(f"parcel file {source} not found (set parcels.source or pass a path)")
     schema, table = cfg.schema, cfg.parcels.table
     staging = f"_import_{table}"[:63]
-    ensure_schema(url, schema)
+    ensure_schema(url, schema, pid_indexes=cfg.pid_indexes)
     ids = dict(schema=schema, staging=staging, parcels=table)
     with transaction(url) as conn:   # a failed earlier import may have left it
         conn.execute(q("parcels_drop_staging", **ids))
@@ -147,8 +147,7 @@ def _finish_import(url: str, cfg: AoiConfig, source: Path, ids: dict, aoi_wkt: s
         if rep.srid in (None, 0):
             raise ParcelImportError(f"{source}: imported geometries have no SRID")
         old = conn.execute(q("aoi_get", schema=schema), {"name": cfg.name}).fetchone()
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                              (f'"{schema}"."{table}"',)).fetchone()[0]
+        exists = conn.execute(q("table_exists"), {"name": f'"{schema}"."{table}"'}).fetchone()[0]
         if exists and old and old[3] == rep.version:
             rep.unchanged = True
         else:
@@ -182,7 +181,7 @@ def set_aoi(url: str, cfg: AoiConfig, wkt: str) -> None:
     psycopg.errors.InternalError_
         If PostGIS cannot parse ``wkt``.
     """
-    ensure_schema(url, cfg.schema)
+    ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
     with transaction(url) as conn:
         conn.execute(q("aoi_set", schema=cfg.schema),
                      {"name": cfg.name, "wkt": wkt, "table": None, "srid": None, "version": None})

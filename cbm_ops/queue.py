@@ -67,14 +67,18 @@ class Claim:
 
 
 def new_owner(label: str = "") -> str:
-    """A lease owner id: host, process and a random suffix (plus an optional label)."""
-    base = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return f"{base}:{label}" if label else base
+    """A lease owner id: ``<label>@<host>:<pid>:<random>``.
+
+    The label (for an Airflow task instance ``dag/run/task/map_index``) comes first so
+    that a retry of the same task can take over its predecessor's leases
+    (``claim(..., steal_prefix=label + "@")``).
+    """
+    return f"{label}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n: int = 1,
           obsids: list[int] | None = None, start: dt.datetime | None = None,
-          end: dt.datetime | None = None) -> list[Claim]:
+          end: dt.datetime | None = None, steal_prefix: str | None = None) -> list[Claim]:
     """Claim up to ``n`` pending scenes of ``stage``, oldest first, with a lease.
 
     Parameters
@@ -91,6 +95,9 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
         Only these scenes (a mapped Airflow task's batch).
     start, end : datetime, optional
         Only scenes sensed in ``[start, end)``.
+    steal_prefix : str, optional
+        Also take scenes still leased by an owner whose id starts with this prefix (an
+        earlier, crashed attempt of the same task); the claim counts as an attempt.
 
     Returns
     -------
@@ -102,7 +109,7 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
     requires = REQUIRES.get(stage) if REQUIRES.get(stage) in cfg.stages else None
     params: dict[str, Any] = {
         "stage": stage, "owner": owner, "n": n, "obsids": obsids, "start": start, "end": end,
-        "requires": requires, "max_attempts": cfg.max_attempts,
+        "requires": requires, "max_attempts": cfg.max_attempts, "steal": steal_prefix,
         "lease_s": cfg.lease_minutes * 60.0}
     expired = conn.execute(q("queue_exhaust", schema=cfg.schema), params).fetchall()
     if expired:

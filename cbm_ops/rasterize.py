@@ -143,6 +143,7 @@ class ParcelIndex:
     all_touched: bool = False
     parcels_version: str = ""
     seconds: float = 0.0
+    timings: dict[str, float] | None = None   # rasterize / runs phases of build_index (s)
 
     @property
     def max_pixels(self) -> int:
@@ -202,6 +203,7 @@ def build_index(pids: np.ndarray, geoms: np.ndarray, grid: Grid, *, all_touched:
     from rasterio.features import rasterize
 
     t0 = time.perf_counter()
+    t_burn = t_runs = 0.0
     P = len(pids)
     parts: list[tuple[np.ndarray, ...]] = []
     shared: set[int] = set()
@@ -215,6 +217,7 @@ def build_index(pids: np.ndarray, geoms: np.ndarray, grid: Grid, *, all_touched:
             idx = tree.query(shapely.box(x0, y0 - h * grid.res, x0 + w * grid.res, y0), predicate="intersects")
             if idx.size == 0:
                 continue
+            ta = time.perf_counter()
             labels = rasterize(zip(geoms[idx], idx.astype(np.int64) + 1, strict=True), out_shape=(h, w),
                                transform=transform, fill=0, all_touched=all_touched, dtype="int32")
             claims = rasterize(((g, 1) for g in geoms[idx]), out_shape=(h, w), transform=transform,
@@ -225,7 +228,10 @@ def build_index(pids: np.ndarray, geoms: np.ndarray, grid: Grid, *, all_touched:
                 # a shared boundary): every parcel touching such a pixel centre is redone alone
                 pts = shapely.points(x0 + (cc + 0.5) * grid.res, y0 - (rr + 0.5) * grid.res)
                 shared.update(tree.query(pts, predicate="intersects")[1].tolist())
+            tb = time.perf_counter()
             parts.append(kernels.label_runs(labels, r, c))
+            t_burn += tb - ta
+            t_runs += time.perf_counter() - tb
             del labels, claims
     aside = np.array(sorted(shared), np.int64)
     if aside.size:
@@ -257,6 +263,8 @@ def build_index(pids: np.ndarray, geoms: np.ndarray, grid: Grid, *, all_touched:
     idx = ParcelIndex(grid=grid, pids=np.asarray(pids, np.int32), run_ptr=run_ptr, run_row=row,
                       run_c0=a, run_c1=b, npix=npix, all_touched=all_touched)
     idx.seconds = round(time.perf_counter() - t0, 3)
+    idx.timings = {"rasterize_s": round(t_burn, 3), "runs_s": round(t_runs, 3),
+                   "shared_parcels": int(aside.size), "total_s": idx.seconds}
     log.info("rasterized %d parcels on EPSG:%d %g m (%d x %d): %d runs, %d pixels, %d parcels sharing "
              "pixels rasterized on their own, %.1f s", P, grid.epsg, grid.res, grid.width, grid.height,
              row.size, int(npix.sum()), aside.size, idx.seconds)

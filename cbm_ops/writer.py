@@ -68,6 +68,22 @@ def sigs_rows(pids: np.ndarray, obsid: int, band: str, stats: np.ndarray) -> np.
     return rows
 
 
+def sigs_payload(per_band: list[np.ndarray]) -> bytes:
+    """Binary COPY payload of a scene's sigs rows, ordered by pid then band.
+
+    Key order (obsid, pid, band) makes the primary-key inserts sequential (measured: the
+    fastest order for the bulk load).
+    """
+    parts = [r for r in per_band if r.size]
+    if not parts:
+        return PGCOPY_HEADER + PGCOPY_TRAILER
+    # dtype given explicitly: numpy 2 would otherwise convert the big-endian fields to native
+    rows = np.concatenate(parts, dtype=_SIGS_DTYPE)
+    band_no = np.concatenate([np.full(r.size, i, np.int64) for i, r in enumerate(parts)])
+    order = np.argsort(rows["pid"].astype(np.int64) * len(parts) + band_no, kind="stable")
+    return PGCOPY_HEADER + rows[order].tobytes() + PGCOPY_TRAILER
+
+
 def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, owner: str, *,
                 sigs: list[np.ndarray] | None = None, hists: tuple[bytes, int] | None = None,
                 bands: list[str], offsets: dict[str, int] | None = None, parcels: int,
@@ -107,14 +123,11 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
                 cp.write(bytes(text))
     else:
         conn.execute(q("sigs_delete", schema=schema), {"obsids": [claim.obsid], "bands": bands})
-        payload = [r for r in (sigs or []) if r.size]
-        rows = sum(r.size for r in payload)
+        payload = sigs_payload(sigs or [])
+        rows = (len(payload) - len(PGCOPY_HEADER) - len(PGCOPY_TRAILER)) // _SIGS_DTYPE.itemsize
         if rows:
             with conn.cursor().copy(q("sigs_copy", schema=schema)) as cp:
-                cp.write(PGCOPY_HEADER)
-                for r in payload:
-                    cp.write(r.tobytes())
-                cp.write(PGCOPY_TRAILER)
+                cp.write(payload)
     if offsets:
         conn.execute(q("catalogue_record_offsets", schema=schema),
                      {"obsid": claim.obsid, "offsets": json.dumps(offsets)})

@@ -215,3 +215,20 @@ def test_release_does_not_count_an_attempt(db_url, db_schema):
         queue.release(conn, cfg, c, owner)
     with transaction(db_url) as conn:
         assert queue.claim(conn, cfg, "bs", owner)[0].attempts == 1
+
+
+def test_retry_of_the_same_task_takes_over_its_leases(db_url, db_schema):
+    cfg = make_cfg(db_schema)                                  # 60 min lease
+    seed(db_url, cfg, n_s2=0, n_bs=2)
+    label = "cbm_x/run1/bs.extract/0"
+    crashed = queue.new_owner(label)
+    with transaction(db_url) as conn:
+        held = queue.claim(conn, cfg, "bs", crashed, n=1)[0]
+    other = queue.new_owner("cbm_x/run1/bs.extract/1")
+    retry = queue.new_owner(label)
+    with transaction(db_url) as conn:
+        # another task cannot take the live lease; the retry of the same task can
+        assert [c.obsid for c in queue.claim(conn, cfg, "bs", other, obsids=[held.obsid],
+                                             steal_prefix="cbm_x/run1/bs.extract/1@")] == []
+        got = queue.claim(conn, cfg, "bs", retry, obsids=[held.obsid], steal_prefix=f"{label}@")
+    assert [(c.obsid, c.attempts) for c in got] == [(held.obsid, 2)]

@@ -1,12 +1,15 @@
 -- Claim up to %(n)s pending scenes of a stage, oldest first, atomically: rows locked by
 -- another claimer are skipped, so concurrent workers never get the same scene. A scene
--- whose lease expired is claimable again; each claim counts as an attempt.
+-- whose lease expired, or is held by an earlier attempt of the same task (steal prefix),
+-- is claimable again; each claim counts as an attempt.
 WITH cand AS (
     SELECT s.obsid
     FROM {schema}.scene_stages s
     JOIN {schema}.dias_catalogue c ON c.id = s.obsid
     WHERE s.stage = %(stage)s
-      AND (s.status = 'ingested' OR (s.status = 'inprogress' AND s.lease_expires < now()))
+      AND (s.status = 'ingested'
+           OR (s.status = 'inprogress' AND (s.lease_expires < now()
+                                            OR starts_with(s.lease_owner, %(steal)s::text))))
       AND s.attempts < %(max_attempts)s
       AND (%(obsids)s::int[] IS NULL OR s.obsid = ANY (%(obsids)s::int[]))
       AND (%(start)s::timestamp IS NULL OR c.obstime >= %(start)s::timestamp)

@@ -45,15 +45,17 @@ ALTER TABLE {schema}.aois
     ADD COLUMN IF NOT EXISTS updated_at      timestamptz NOT NULL DEFAULT now();
 
 -- Per-parcel, per-band signatures. pid = parcel ogc_fid, obsid = dias_catalogue.id.
--- No foreign keys: they would slow the bulk COPY; rows of a scene are replaced atomically.
+-- The key (obsid, pid, band) guarantees one row per parcel, scene and band, serves the
+-- per-scene replace, and the per-parcel time series through a join with dias_catalogue
+-- (one key probe per scene). No foreign keys: they would slow the bulk COPY. The
+-- reference's pid indexes are optional (pid_indexes.sql, AOI setting pid_indexes).
 CREATE TABLE IF NOT EXISTS {schema}.sigs (
     pid   integer NOT NULL,
     obsid integer NOT NULL,
     band  char(3) NOT NULL,
     count real, mean real, std real, min real, max real, p25 real, p50 real, p75 real,
-    CONSTRAINT sigs_pkey PRIMARY KEY (obsid, band, pid)
+    CONSTRAINT sigs_pkey PRIMARY KEY (obsid, pid, band)
 );
-CREATE INDEX IF NOT EXISTS sigs_pidx ON {schema}.sigs (pid);
 
 -- Sentinel-2 SCL class histogram per parcel and scene, e.g. "4": 95, "9": 12 as JSON.
 CREATE TABLE IF NOT EXISTS {schema}.hists (
@@ -62,7 +64,6 @@ CREATE TABLE IF NOT EXISTS {schema}.hists (
     hist  json NOT NULL,
     CONSTRAINT hists_pkey PRIMARY KEY (obsid, pid)
 );
-CREATE INDEX IF NOT EXISTS hists_pidx ON {schema}.hists (pid);
 
 -- Processing state per scene and stage (scl, s2_10m, s2_20m, bs, c6): the scene queue.
 CREATE TABLE IF NOT EXISTS {schema}.scene_stages (

@@ -1,0 +1,34 @@
+# cbm-airflow image: Apache Airflow 3.3.2 + system GDAL + the project's Python dependencies.
+#
+# docker-compose.yaml runs every Airflow component from it (the project is mounted at
+# /opt/airflow/project at runtime). The project is also copied in, so the image can serve as
+# the DockerOperator image cbm-airflow:latest of AOIs with docker.enabled, which runs
+# `python -m cbm_ops extract ...` in it.
+#
+#   docker build -t cbm-airflow:latest .      (or: docker compose build)
+FROM apache/airflow:3.3.2-python3.11
+
+USER root
+# gdal-bin: ogr2ogr (parcel import); libgdal-dev + g++: build the GDAL Python bindings;
+# postgresql-client: pg_dump for the maintenance backup.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gdal-bin libgdal-dev postgresql-client g++ \
+ && apt-get autoremove -yqq --purge \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /opt/airflow/numba-cache \
+ && chown airflow:0 /opt/airflow/numba-cache \
+ && chmod 2775 /opt/airflow/numba-cache
+USER airflow
+
+COPY requirements.txt /requirements.txt
+RUN pip install --no-cache-dir -r /requirements.txt
+# The GDAL bindings must match the system GDAL and be built after numpy (osgeo.gdal_array),
+# as `make venv` does.
+RUN pip install --no-cache-dir --no-build-isolation "gdal==$(gdal-config --version)" \
+ && python -c "from osgeo import gdal_array; import rasterio, numba"
+
+ENV PYTHONPATH=/opt/airflow/project \
+    NUMBA_CACHE_DIR=/opt/airflow/numba-cache
+
+COPY --chown=airflow:0 . /opt/airflow/project

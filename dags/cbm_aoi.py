@@ -1,0 +1,322 @@
+"""cbm-airflow: one extraction DAG per AOI file in ``include/aois`` (``CBM_AOI_DIR``).
+
+``cbm_<aoi>``: setup -> catalogue harvest (S2 L2A, CARD-BS, CARD-COH6) -> UTM rasterization
+(mapped over EPSG x resolution) -> S2 SCL -> S2 10 m -> S2 20 m, and S1 bs / c6 in
+parallel -> faulty-scene cleanup -> run summary. Each extraction stage is a mapped task
+over batches of scenes, capped at ``max_batches`` map indexes and throttled by the AOI's
+pool; each map index is labelled with the scenes it covers.
+
+Runs:
+* scheduled (continuous mode): harvests ``[interval start - lookback_days, interval end]``
+  and extracts every pending scene of the AOI, so earlier failures are retried;
+* backfill (``airflow backfill create``): harvests and extracts the run's interval only,
+  so parallel backfill runs share the work;
+* manual (UI/CLI): Params ``start``/``end`` restrict harvest and extraction; without them
+  the lookback window before the trigger time is harvested and every pending scene
+  extracted. ``cards`` and ``stages`` select parts of the pipeline.
+
+This file only reads YAML at parse time: no database, network or heavy imports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from typing import Any
+
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task, task_group
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from cbm_ops.config import CARD_STAGES, AoiConfig, load_all
+
+log = logging.getLogger(__name__)
+UTC = dt.UTC
+
+
+def _urls(cfg: AoiConfig) -> str:
+    from cbm_plugin import CbmHook
+
+    return CbmHook(db_conn_id=cfg.db_conn_id).db_url()
+
+
+def _store(cfg: AoiConfig):
+    from cbm_ops.store import make_store
+
+    if cfg.store.kind != "s3":
+        return make_store(cfg)
+    from cbm_plugin import CbmHook
+
+    creds, endpoint = CbmHook(db_conn_id=cfg.db_conn_id, s3_conn_id=cfg.store.conn_id).s3_settings()
+    return make_store(cfg, s3_credentials=creds, s3_endpoint=endpoint)
+
+
+def _naive(t: dt.datetime | None) -> dt.datetime | None:
+    if t is None:
+        return None
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def run_windows(cfg: AoiConfig, context: dict[str, Any]) -> dict[str, Any]:
+    """Harvest and extraction windows of this run (naive UTC datetimes or None).
+
+    The harvest window is clipped to the AOI's ``[start_date, end_date]`` (the campaign);
+    it is ``(None, None)`` when nothing of it is left.
+    """
+    w = _windows(cfg, context)
+    lo = dt.datetime.combine(cfg.start_date, dt.time())
+    hi = dt.datetime.combine(cfg.end_date, dt.time()) if cfg.end_date else None
+    start, end = w["harvest"]
+    start = max(start, lo)
+    end = min(end, hi) if hi else end
+    w["harvest"] = (start, end) if start < end else (None, None)
+    return w
+
+
+def _windows(cfg: AoiConfig, context: dict[str, Any]) -> dict[str, Any]:
+    params = context["params"]
+    run = context["dag_run"]
+    run_type = str(getattr(run, "run_type", "manual")).lower()
+    lookback = dt.timedelta(days=cfg.lookback_days)
+    if params.get("start"):
+        start = dt.datetime.fromisoformat(params["start"])
+        end = dt.datetime.fromisoformat(params["end"]) if params.get("end") else \
+            _naive(run.run_after) or dt.datetime.now(UTC).replace(tzinfo=None)
+        return {"harvest": (start, end), "extract": (start, end), "mode": "manual window"}
+    di_start, di_end = _naive(run.data_interval_start), _naive(run.data_interval_end)
+    if "backfill" in run_type and di_start and di_end:
+        return {"harvest": (di_start, di_end), "extract": (di_start, di_end), "mode": "backfill"}
+    if di_start and di_end and "manual" not in run_type:
+        return {"harvest": (di_start - lookback, di_end), "extract": (None, None), "mode": "continuous"}
+    anchor = _naive(run.run_after) or dt.datetime.now(UTC).replace(tzinfo=None)
+    return {"harvest": (anchor - lookback, anchor), "extract": (None, None), "mode": "manual"}
+
+
+def make_batches(pending: list[tuple[int, str]], batch_size: int, max_batches: int) -> list[dict[str, Any]]:
+    """Split pending scenes (obsid, reference) into at most ``max_batches`` batches."""
+    if not pending:
+        return []
+    size = max(batch_size, math.ceil(len(pending) / max_batches))
+    out = []
+    for i in range(0, len(pending), size):
+        chunk = pending[i:i + size]
+        first = chunk[0][1]
+        label = first if len(chunk) == 1 else f"{first} (+{len(chunk) - 1})"
+        out.append({"obsids": [o for o, _ in chunk], "label": label[:240]})
+    return out
+
+
+def build_dag(cfg: AoiConfig):
+    """The extraction DAG of one AOI."""
+    schedule = CronDataIntervalTimetable(cfg.schedule, timezone="UTC") if cfg.schedule else None
+    stages = cfg.stages
+
+    @dag(
+        dag_id=f"cbm_{cfg.name}",
+        description=cfg.description or f"CbM parcel extraction for AOI {cfg.name}",
+        schedule=schedule,
+        start_date=dt.datetime.combine(cfg.start_date, dt.time(), tzinfo=UTC),
+        # cfg.end_date is not the DAG's end_date: Airflow would create no task instance for
+        # manual runs after it. It bounds the harvest window instead (run_windows).
+        catchup=False,
+        max_active_runs=cfg.max_active_runs,
+        tags=["cbm", cfg.name, *cfg.tags],
+        default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+        params={
+            "start": Param(None, type=["null", "string"], title="Window start (YYYY-MM-DD)",
+                           description="Harvest and extract scenes sensed from this date (manual runs)."),
+            "end": Param(None, type=["null", "string"], title="Window end (YYYY-MM-DD)",
+                         description="End of the window (default: now)."),
+            "cards": Param(list(cfg.cards), type="array", items={"type": "string", "enum": list(CARD_STAGES)},
+                           description="CARD types to harvest and extract."),
+            "stages": Param(list(stages), type="array", items={"type": "string", "enum": list(stages)},
+                            description="Extraction stages to run."),
+            "harvest": Param(True, type="boolean", description="Harvest the catalogue first."),
+            "reimport_parcels": Param(False, type="boolean",
+                                      description="Re-import parcels.source (refused if results exist)."),
+        },
+        doc_md=__doc__,
+    )
+    def aoi_dag():
+        @task
+        def setup() -> dict[str, Any]:
+            """Create/upgrade the schema; import the parcels on first run (or on request)."""
+            from cbm_ops.db import ensure_schema, transaction
+            from cbm_ops.parcels import import_parcels
+
+            ctx = get_current_context()
+            url = _urls(cfg)
+            ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
+            with transaction(url) as conn:
+                from cbm_ops.db import q
+
+                has_aoi = conn.execute(q("aoi_get", schema=cfg.schema), {"name": cfg.name}).fetchone()
+            out: dict[str, Any] = {"schema": cfg.schema, "windows": {
+                k: [str(x) if x else None for x in v] if isinstance(v, tuple) else v
+                for k, v in run_windows(cfg, ctx).items()}}
+            if cfg.parcels.source and (has_aoi is None or not has_aoi[1] or ctx["params"]["reimport_parcels"]):
+                rep = import_parcels(url, cfg)
+                out["parcels"] = {"parcels": rep.parcels, "repaired": rep.repaired,
+                                  "empty": len(rep.empty_ids), "unchanged": rep.unchanged}
+            elif has_aoi is None:
+                raise RuntimeError(f"AOI {cfg.name} has no parcels: set parcels.source or run "
+                                   f"`python -m cbm_ops import-parcels --aoi {cfg.name}`")
+            log.info("setup: %s", out)
+            return out
+
+        # Task group functions return nothing, so that calling them gives the TaskGroup
+        # (group >> group then links all leaves to all roots) rather than an XComArg.
+        @task_group(group_id="catalogue")
+        def catalogue_group():
+            for card in cfg.cards:
+                @task(task_id=f"harvest_{card}")
+                def harvest(card: str = card) -> dict[str, Any]:
+                    from cbm_ops.catalogue import harvest as do_harvest
+
+                    ctx = get_current_context()
+                    if not ctx["params"]["harvest"] or card not in ctx["params"]["cards"]:
+                        log.info("harvest of %s not requested in this run", card)
+                        return {"skipped": True}
+                    start, end = run_windows(cfg, ctx)["harvest"]
+                    if start is None:
+                        log.info("the run's window is outside the AOI's campaign %s..%s: nothing to harvest",
+                                 cfg.start_date, cfg.end_date)
+                        return {"skipped": True}
+                    return do_harvest(_urls(cfg), cfg, start, end, cards=[card]).as_dict()
+
+                harvest()
+
+        @task_group(group_id="rasterize")
+        def rasterize_group():
+            @task
+            def plan_grids() -> list[dict[str, Any]]:
+                """EPSG x resolution of the AOI's Sentinel-2 lattices."""
+                from cbm_ops.db import q, transaction
+
+                if "s2" not in cfg.cards:
+                    return []
+                with transaction(_urls(cfg)) as conn:
+                    epsgs = [r[0] for r in conn.execute(q("catalogue_s2_epsgs", schema=cfg.schema))]
+                res = ([10.0] if cfg.bands.get("s2_10m") else []) + \
+                      ([20.0] if cfg.bands.get("s2_20m") or cfg.bands.get("scl") else [])
+                return [{"epsg": e, "resolution": r} for e in epsgs for r in res]
+
+            @task(map_index_template="{{ grid_label }}", pool=cfg.pool)
+            def rasterize_grid(epsg: int, resolution: float) -> dict[str, Any]:
+                from cbm_ops.rasterize import rasterize_aoi
+
+                get_current_context()["grid_label"] = f"EPSG:{epsg} {resolution:g} m"
+                return rasterize_aoi(_urls(cfg), cfg, epsgs=[epsg], resolutions=[resolution])[0]
+
+            rasterize_grid.expand_kwargs(plan_grids())
+
+        def stage_group(stage: str):
+            @task_group(group_id=stage)
+            def group():
+                @task(trigger_rule=TriggerRule.NONE_FAILED)
+                def plan() -> list[dict[str, Any]]:
+                    """Batches of the stage's pending scenes (obsid lists)."""
+                    from cbm_ops.queue import pending
+
+                    ctx = get_current_context()
+                    card = next(c for c, st in CARD_STAGES.items() if stage in st)
+                    if stage not in ctx["params"]["stages"] or card not in ctx["params"]["cards"]:
+                        log.info("stage %s not requested in this run", stage)
+                        return []
+                    start, end = run_windows(cfg, ctx)["extract"]
+                    todo = pending(_urls(cfg), cfg, stage, start, end)
+                    batches = make_batches(todo, cfg.batch_size, cfg.max_batches)
+                    log.info("%s: %d pending scenes in %d batches", stage, len(todo), len(batches))
+                    return batches
+
+                batches = plan()
+                if cfg.docker.enabled:
+                    _docker_extract(cfg, stage, batches)
+                    return
+
+                @task(map_index_template="{{ batch_label }}", pool=cfg.pool)
+                def extract(batch: dict[str, Any]) -> dict[str, Any]:
+                    from cbm_ops.extract import run_queue
+
+                    ctx = get_current_context()
+                    ctx["batch_label"] = batch["label"]
+                    ti = ctx["ti"]
+                    label = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
+                    out = run_queue(_urls(cfg), cfg, stage, obsids=batch["obsids"], owner_label=label,
+                                    store=_store(cfg))
+                    out["results"] = [{k: r.get(k) for k in ("obsid", "status", "rows")} for r in out["results"]]
+                    return out
+
+                extract.expand(batch=batches)
+
+            return group()
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def cleanup() -> dict[str, Any]:
+            """Faulty-scene cleanup: stuck and retryable-failed scenes back to the queue."""
+            from cbm_ops.queue import cleanup as do_cleanup
+
+            rep = do_cleanup(_urls(cfg), cfg)
+            return {"requeued": {k: len(v) for k, v in rep.requeued.items()},
+                    "rows_deleted": rep.rows_deleted, "permanent": rep.permanent}
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def summary() -> dict[str, Any]:
+            """Scenes by status, rows written, throughput of this run (also in the log)."""
+            from cbm_ops.report import run_summary
+
+            run = get_current_context()["dag_run"]
+            since = _naive(run.start_date) or dt.datetime.now(UTC).replace(tzinfo=None)
+            return run_summary(_urls(cfg), cfg, since)
+
+        s = setup()
+        cat = catalogue_group()
+        ras = rasterize_group()
+        s >> cat >> ras
+        groups = {st: stage_group(st) for st in stages}
+        chain_s2 = [groups[st] for st in ("scl", "s2_10m", "s2_20m") if st in groups]
+        for a, b in zip(chain_s2, chain_s2[1:], strict=False):
+            a >> b
+        heads = chain_s2[:1] + [groups[st] for st in ("bs", "c6") if st in groups]
+        tails = chain_s2[-1:] + [groups[st] for st in ("bs", "c6") if st in groups]
+        for h in heads:
+            ras >> h
+        c = cleanup()
+        for t in tails or [ras]:
+            t >> c
+        c >> summary()
+
+    return aoi_dag()
+
+
+def _docker_extract(cfg: AoiConfig, stage: str, batches):
+    """Mapped DockerOperator running ``python -m cbm_ops extract`` in the configured image.
+
+    The database URL reaches the container only through ``private_environment``, filled
+    at execute time (never templated, rendered in the UI or logged).
+    """
+    from airflow.providers.docker.operators.docker import DockerOperator
+    from docker.types import Mount
+
+    class CbmDockerOperator(DockerOperator):
+        def execute(self, context):
+            self.private_environment = {**(self.private_environment or {}), "CBM_DB_URL": _urls(cfg)}
+            return super().execute(context)
+
+    mounts = [Mount(source=m.source, target=m.target, type="bind", read_only=m.read_only)
+              for m in cfg.docker.mounts]
+
+    @task
+    def commands(batches: list[dict[str, Any]]) -> list[list[str]]:
+        return [["python", "-m", "cbm_ops", "extract", "--aoi", cfg.name, "--stage", stage,
+                 *[x for o in b["obsids"] for x in ("--obsid", str(o))]] for b in batches]
+
+    return CbmDockerOperator.partial(
+        task_id="extract_docker", image=cfg.docker.image, docker_url=cfg.docker.docker_url,
+        network_mode=cfg.docker.network_mode, mounts=mounts, auto_remove=cfg.docker.auto_remove,
+        mount_tmp_dir=False, pool=cfg.pool,
+    ).expand(command=commands(batches))
+
+
+for _cfg in load_all().values():
+    globals()[f"cbm_{_cfg.name}"] = build_dag(_cfg)

@@ -1,0 +1,78 @@
+"""cbm-airflow: one maintenance DAG per AOI, ``cbm_<aoi>_maintenance`` (weekly and on demand).
+
+Opt-in deletion of sigs rows of fully cloud-covered parcel-dates (SCL 9 only), VACUUM
+ANALYZE, CLUSTER of sigs and hists on pid (autocommit; skipped while scenes are being
+extracted) and a pg_dump backup of the AOI schema (catalogue, parcels, results) to
+``maintenance.backup_dir``. Params override the AOI's ``maintenance`` settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from cbm_ops.config import AoiConfig, load_all
+
+UTC = dt.UTC
+
+
+def _url(cfg: AoiConfig) -> str:
+    from cbm_plugin import CbmHook
+
+    return CbmHook(db_conn_id=cfg.db_conn_id).db_url()
+
+
+def build_maintenance_dag(cfg: AoiConfig):
+    m = cfg.maintenance
+
+    @dag(
+        dag_id=f"cbm_{cfg.name}_maintenance",
+        description=f"CbM database maintenance for AOI {cfg.name}",
+        schedule=m.schedule,
+        start_date=dt.datetime.combine(cfg.start_date, dt.time(), tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["cbm", "maintenance", cfg.name],
+        params={
+            "delete_cloudy_sigs": Param(m.delete_cloudy_sigs, type="boolean",
+                                        description="Delete sigs of parcel-dates with SCL 9 only."),
+            "cluster": Param(m.cluster, type="boolean", description="CLUSTER sigs and hists on pid."),
+            "backup": Param(bool(m.backup_dir), type="boolean",
+                            description=f"pg_dump the schema to {m.backup_dir or '(backup_dir not set)'}."),
+        },
+        doc_md=__doc__,
+    )
+    def maintenance_dag():
+        @task
+        def delete_cloudy_sigs() -> dict[str, Any]:
+            from cbm_ops.maintenance import delete_cloudy_sigs as run
+
+            if not get_current_context()["params"]["delete_cloudy_sigs"]:
+                return {"skipped": "delete_cloudy_sigs is off"}
+            return {"deleted": run(_url(cfg), cfg)}
+
+        @task
+        def vacuum_cluster() -> dict[str, Any]:
+            from cbm_ops.maintenance import vacuum_cluster as run
+
+            return run(_url(cfg), cfg, cluster=get_current_context()["params"]["cluster"])
+
+        @task
+        def backup() -> dict[str, Any]:
+            from cbm_ops.maintenance import backup as run
+
+            if not get_current_context()["params"]["backup"]:
+                return {"skipped": "backup is off"}
+            if not m.backup_dir:
+                raise ValueError(f"AOI {cfg.name}: maintenance.backup_dir is not set")
+            return {"file": str(run(_url(cfg), cfg, cfg.resolve(m.backup_dir)))}
+
+        delete_cloudy_sigs() >> vacuum_cluster() >> backup()
+
+    return maintenance_dag()
+
+
+for _cfg in load_all().values():
+    globals()[f"cbm_{_cfg.name}_maintenance"] = build_maintenance_dag(_cfg)

@@ -1,0 +1,2 @@
+-- Rewrites the table in pid order (exclusive lock; needs room for a copy).
+CLUSTER {schema}.{table} USING {index}

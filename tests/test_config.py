@@ -1,0 +1,61 @@
+"""Configuration files, database URL resolution."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cbm_ops import db
+from cbm_ops.config import ConfigError, load_all, load_aoi
+
+
+@pytest.mark.parametrize("url,expect", [
+    ("postgresql+psycopg://u:p@h:5432/d", "postgresql://u:p@h:5432/d"),        # PostgresHook + psycopg 3
+    ("postgres://u@h/d", "postgresql://u@h/d"),
+    ("postgresql://u@h/d?__extra__=%7B%7D&sslmode=require", "postgresql://u@h/d?sslmode=require"),
+])
+def test_airflow_urls_become_libpq_urls(url, expect):
+    assert db._libpq_url(url) == expect
+
+
+def test_db_url_from_airflow_connection_env(monkeypatch):
+    monkeypatch.delenv("CBM_DB_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_MY_DB", json.dumps(
+        {"conn_type": "postgres", "login": "cbm", "password": "p@ss/word", "host": "db", "port": 5433,
+         "schema": "cbm"}))
+    assert db.db_url_from_env("my_db") == "postgresql://cbm:p%40ss%2Fword@db:5433/cbm"
+    monkeypatch.delenv("AIRFLOW_CONN_MY_DB")
+    with pytest.raises(db.ConfigError, match="CBM_DB_URL"):
+        db.db_url_from_env("my_db")
+
+
+def test_project_aoi_files_are_valid():
+    aois = load_all()
+    assert "demo_flanders" in aois
+    cfg = aois["demo_flanders"]
+    assert cfg.stages == ("scl", "s2_10m", "s2_20m", "bs", "c6")
+    assert cfg.stored_bands("bs") == ("VVb", "VHb") and cfg.stored_bands("c6") == ("VVc", "VHc")
+    assert cfg.resolve(cfg.parcels.source).exists() and cfg.resolve(cfg.store.root).is_dir()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("start_date: 2020-01-01\ncataloge: {}\n", "cataloge"),                     # typo is an error
+    ("start_date: 2020-01-01\nbands: {s2_10m: [B05]}\n", "B05 is a 20 m band"),
+    ("start_date: 2020-01-01\nbands: {bs: [HH]}\n", "VV and VH"),
+    ("start_date: 2020-01-01\ncatalogue: {source: offline}\n", "needs catalogue.path"),
+    ("name: Bad-Name\nstart_date: 2020-01-01\n", "lower-case"),
+    ("start_date: 2020-01-01\nend_date: 2019-01-01\n", "before start_date"),
+])
+def test_invalid_aoi_files_give_clear_errors(tmp_path, text, message):
+    f = tmp_path / "x.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_aoi(f)
+
+
+def test_two_aois_cannot_share_a_schema(tmp_path):
+    (tmp_path / "a.yaml").write_text("start_date: 2020-01-01\nschema: s\n")
+    (tmp_path / "b.yaml").write_text("start_date: 2020-01-01\nschema: s\n")
+    with pytest.raises(ConfigError, match="already used"):
+        load_all(tmp_path)
