@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = get_aoi(args.aoi)
         url = args.db_url or db_url_from_env(cfg.db_conn_id)
         result = _run(args, cfg, url)
-    except (ConfigError, LookupError) as exc:
-        log.error("%s", exc)
+    except (ConfigError, LookupError, FileNotFoundError, RuntimeError) as exc:
+        # operator errors (bad configuration, missing AOI/parcels/store, catalogue or import
+        # failures) as one line; anything else keeps its traceback
+        log.error("%s: %s", type(exc).__name__, exc)
         return 2
     if result is not None:
         print(json.dumps(result, indent=2, default=str))

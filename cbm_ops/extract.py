@@ -114,7 +114,9 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     rel = product_path(claim.product_identifier, claim.reference, claim.card, claim.obstime)
     t_read = t_stats = 0.0
     files: list[BandFile] = []
-    sigs: list[np.ndarray] = []
+    stats: list[np.ndarray] = []
+    codes: list[str] = []
+    pids: np.ndarray | None = None
     hists: tuple[bytes, int] | None = None
     parcels_with_data: set[int] = set()
     try:
@@ -140,9 +142,13 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     st = kernels.parcel_stats(*args, idx.max_pixels, nodata)
                     if bf.offset:
                         st[:, [1, 3, 4, 5, 6, 7]] += bf.offset   # all but count and std
-                    rows = writer.sigs_rows(idx.pids, claim.obsid, bf.band, st)
-                    sigs.append(rows)
-                    parcels_with_data.update(rows["pid"].tolist())
+                    if pids is not None and pids is not idx.pids and not np.array_equal(pids, idx.pids):
+                        raise SceneError("Grid error", f"{bf.band}: bands of one stage on different parcel "
+                                         "indexes", retryable=False)
+                    pids = idx.pids
+                    stats.append(st)
+                    codes.append(bf.band)
+                    parcels_with_data.update(idx.pids[st[:, 0] > 0].tolist())
                 t_stats += time.perf_counter() - tb
                 del arr
     except FileNotFoundError as exc:
@@ -150,7 +156,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     tw = time.perf_counter()
     with transaction(url) as conn:
         n_rows = writer.write_stage(
-            conn, cfg, claim, owner, sigs=sigs if kind == "stats" else None,
+            conn, cfg, claim, owner, sigs=(pids, codes, stats) if kind == "stats" and stats else None,
             hists=(hists or (b"", 0)) if kind == "hist" else None, bands=[b.band for b in files],
             offsets=offsets or None, parcels=len(parcels_with_data), seconds=time.perf_counter() - t0)
     total = time.perf_counter() - t0

@@ -6,11 +6,12 @@ import datetime as dt
 import logging
 from typing import Any
 
-from .config import AoiConfig
+from .config import CARD_STAGES, AoiConfig
 from .db import q, transaction
 from .queue import status_counts
 
 log = logging.getLogger(__name__)
+CLOUDY_SCL = {"3", "8", "9", "10", "11"}   # classes that make a parcel-date not cloud-free (JRC clients)
 
 
 def run_summary(url: str, cfg: AoiConfig, since: dt.datetime) -> dict[str, Any]:
@@ -49,3 +50,76 @@ def run_summary(url: str, cfg: AoiConfig, since: dt.datetime) -> dict[str, Any]:
              cfg.name, since.isoformat(), "\n".join(lines), summary["rows_per_band"], hists,
              summary["throughput"])
     return summary
+
+
+def _counts_by_band(rows: list[tuple[int, str, list[str]]], cfg: AoiConfig) -> dict[str, Any]:
+    """Scenes with data per card, and how many of them have every configured band."""
+    expected = {card: {b for s in stages if s in cfg.stages for b in cfg.stored_bands(s)}
+                for card, stages in CARD_STAGES.items()}
+    with_data: dict[str, int] = {c: 0 for c in cfg.cards}
+    complete: dict[str, int] = {c: 0 for c in cfg.cards}
+    for _obsid, card, bands in rows:
+        card = card.strip()
+        with_data[card] = with_data.get(card, 0) + 1
+        if expected.get(card, set()) <= set(bands):
+            complete[card] = complete.get(card, 0) + 1
+    return {"scenes_with_parcel_data": with_data, "scenes_with_all_bands": complete}
+
+
+def aoi_report(url: str, cfg: AoiConfig, *, series_bands: tuple[str, ...] = ("B04", "B08", "VVb", "VHb"),
+               crop_column: str | None = None) -> dict[str, Any]:
+    """Whole-AOI report: catalogue and stage status, rows per band, per-parcel counts.
+
+    Parameters
+    ----------
+    series_bands : tuple of str
+        Bands whose per-parcel mean time series are returned in ``series``.
+    crop_column : str, optional
+        Parcel attribute shown as the crop (default ``parcels.crop_column``).
+
+    Returns
+    -------
+    dict
+        ``scenes_by_card_and_status``, ``stages``, ``rows_per_band``, ``hists_rows``,
+        ``scenes_per_card`` (every configured card, 0 included), ``scenes_with_parcel_data``,
+        ``scenes_with_all_bands``, ``parcels`` (pid, name, kind, crop, S2 and S1
+        observations, cloud-free S2 dates: no SCL 3, 8, 9, 10 or 11 in the parcel),
+        ``series`` {pid: {band: {obstime: mean}}} and ``clear`` {pid: {obstime: bool}}.
+    """
+    crop = crop_column or cfg.parcels.crop_column
+    with transaction(url) as conn:
+        s = cfg.schema
+        by_status = [dict(zip(("card", "status", "scenes"), r, strict=True))
+                     for r in conn.execute(q("report_catalogue_status", schema=s))]
+        stages = [dict(zip(("card", "stage", "status", "scenes"), r, strict=True))
+                  for r in conn.execute(q("report_stages", schema=s))]
+        rows_per_band = dict(conn.execute(q("report_rows_per_band", schema=s)).fetchall())
+        sigs_rows, hists_rows = conn.execute(q("report_counts", schema=s)).fetchone()
+        scene_bands = conn.execute(q("report_scene_bands", schema=s)).fetchall()
+        parcels = conn.execute(q("report_parcels", schema=s, parcels=cfg.parcels.table)).fetchall()
+        series_rows = conn.execute(q("report_series", schema=s), {"bands": list(series_bands)}).fetchall()
+        hists = conn.execute(q("report_hists", schema=s)).fetchall()
+    per_card = {c: 0 for c in cfg.cards}
+    for r in by_status:
+        per_card[r["card"].strip()] = per_card.get(r["card"].strip(), 0) + r["scenes"]
+    series: dict[int, dict[str, dict]] = {pid: {b: {} for b in series_bands} for pid, _ in parcels}
+    for pid, t, band, mean in series_rows:
+        series.setdefault(pid, {b: {} for b in series_bands})[band][t] = mean
+    clear: dict[int, dict] = {}
+    for pid, t, hist in hists:
+        clear.setdefault(pid, {})[t] = not (set(hist) & CLOUDY_SCL)
+    s2_band = next((b for b in series_bands if b.startswith("B")), None)
+    s1_band = next((b for b in series_bands if b.startswith("V")), None)
+    table = []
+    for pid, attrs in parcels:
+        ser = series.get(pid, {})
+        table.append({"pid": pid, "name": attrs.get("name", pid), "kind": attrs.get("kind"),
+                      "crop": attrs.get(crop) if crop else None,
+                      "s2_obs": len(ser.get(s2_band, {})) if s2_band else 0,
+                      "s1_obs": len(ser.get(s1_band, {})) if s1_band else 0,
+                      "s2_cloud_free": sum(clear.get(pid, {}).values())})
+    return {"aoi": cfg.name, "scenes_by_card_and_status": by_status, "stages": stages,
+            "scenes_per_card": per_card, **_counts_by_band(scene_bands, cfg),
+            "rows_per_band": rows_per_band, "sigs_rows": sigs_rows, "hists_rows": hists_rows,
+            "parcels": table, "parcels_with_data": sum(1 for r in table if r["s2_obs"] or r["s1_obs"]),
+            "series": series, "clear": clear}

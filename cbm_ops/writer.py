@@ -32,68 +32,69 @@ _SIGS_DTYPE = np.dtype(
     + [f for name in STAT_NAMES for f in ((f"l_{name}", ">i4"), (name, ">f4"))])
 
 
-def sigs_rows(pids: np.ndarray, obsid: int, band: str, stats: np.ndarray) -> np.ndarray:
-    """Binary COPY tuples for the parcels with valid pixels.
+def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.ndarray]) -> tuple[bytes, int]:
+    """Binary COPY payload of a scene's sigs rows, ordered by pid then band.
 
     Parameters
     ----------
     pids : int ndarray, shape (P,)
+        Parcel ids of the index (same order as the rows of every ``stats``).
     obsid : int
-    band : str
-        Three-character band code (``B04``, ``VVb``).
-    stats : float64 ndarray, shape (P, 8)
-        Output of :func:`cbm_ops.kernels.parcel_stats` (offset applied).
+    bands : list of str, length B
+        Three-character band codes (``B04``, ``VVb``).
+    stats : list of float64 ndarrays, each shape (P, 8)
+        :func:`cbm_ops.kernels.parcel_stats` per band (offset applied); rows with
+        ``count == 0`` are left out.
 
     Returns
     -------
-    structured ndarray, shape (N,)
-        One record per parcel with ``count > 0``; ``.tobytes()`` is the COPY payload.
+    (bytes, int)
+        The payload (header, tuples, trailer) and the number of rows.
+
+    Notes
+    -----
+    The tuples are laid out as a (parcel, band) grid in key order (obsid, pid, band): the
+    primary-key inserts are then sequential, the fastest order for the bulk load, and no
+    sort is needed.
     """
-    if len(band.encode()) != 3:
-        raise ValueError(f"band code {band!r} must be 3 characters (sigs.band is char(3))")
-    keep = stats[:, 0] > 0
-    n = int(keep.sum())
-    rows = np.empty(n, _SIGS_DTYPE)
-    rows["nfields"] = 3 + len(STAT_NAMES)
-    rows["l_pid"] = 4
-    rows["l_obsid"] = 4
-    rows["l_band"] = 3
-    rows["pid"] = pids[keep]
-    rows["obsid"] = obsid
-    rows["band"] = band.encode()
-    sel = stats[keep]
-    for k, name in enumerate(STAT_NAMES):
-        rows[f"l_{name}"] = 4
-        rows[name] = sel[:, k]
-    return rows
-
-
-def sigs_payload(per_band: list[np.ndarray]) -> bytes:
-    """Binary COPY payload of a scene's sigs rows, ordered by pid then band.
-
-    Key order (obsid, pid, band) makes the primary-key inserts sequential (measured: the
-    fastest order for the bulk load).
-    """
-    parts = [r for r in per_band if r.size]
-    if not parts:
-        return PGCOPY_HEADER + PGCOPY_TRAILER
-    # dtype given explicitly: numpy 2 would otherwise convert the big-endian fields to native
-    rows = np.concatenate(parts, dtype=_SIGS_DTYPE)
-    band_no = np.concatenate([np.full(r.size, i, np.int64) for i, r in enumerate(parts)])
-    order = np.argsort(rows["pid"].astype(np.int64) * len(parts) + band_no, kind="stable")
-    return PGCOPY_HEADER + rows[order].tobytes() + PGCOPY_TRAILER
+    for band in bands:
+        if len(band.encode()) != 3:
+            raise ValueError(f"band code {band!r} must be 3 characters (sigs.band is char(3))")
+    if not stats:
+        return PGCOPY_HEADER + PGCOPY_TRAILER, 0
+    valid = np.stack([st[:, 0] > 0 for st in stats], axis=1)          # (P, B)
+    with_data = valid.any(axis=1)
+    n = int(with_data.sum())
+    grid = np.empty((n, len(bands)), _SIGS_DTYPE)
+    grid["nfields"] = 3 + len(STAT_NAMES)
+    grid["l_pid"] = 4
+    grid["l_obsid"] = 4
+    grid["l_band"] = 3
+    grid["pid"] = pids[with_data][:, None]
+    grid["obsid"] = obsid
+    for b, (band, st) in enumerate(zip(bands, stats, strict=True)):
+        col = grid[:, b]
+        col["band"] = band.encode()
+        sel = st[with_data]
+        for k, name in enumerate(STAT_NAMES):
+            col[f"l_{name}"] = 4
+            col[name] = sel[:, k]
+    keep = valid[with_data]
+    rows = grid.ravel() if keep.all() else grid[keep]
+    return PGCOPY_HEADER + rows.tobytes() + PGCOPY_TRAILER, int(rows.size)
 
 
 def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, owner: str, *,
-                sigs: list[np.ndarray] | None = None, hists: tuple[bytes, int] | None = None,
+                sigs: tuple[np.ndarray, list[str], list[np.ndarray]] | None = None,
+                hists: tuple[bytes, int] | None = None,
                 bands: list[str], offsets: dict[str, int] | None = None, parcels: int,
                 seconds: float) -> int:
     """Replace a scene stage's rows and complete it, in ``conn``'s transaction.
 
     Parameters
     ----------
-    sigs : list of structured ndarrays
-        :func:`sigs_rows` per band (stats stages).
+    sigs : (ndarray, list of str, list of ndarray)
+        ``(pids, bands, stats)`` for :func:`sigs_payload` (stats stages).
     hists : (bytes, int)
         COPY text and row count from :func:`cbm_ops.kernels.hist_copy_text` (SCL stage).
     bands : list of str
@@ -123,8 +124,10 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
                 cp.write(bytes(text))
     else:
         conn.execute(q("sigs_delete", schema=schema), {"obsids": [claim.obsid], "bands": bands})
-        payload = sigs_payload(sigs or [])
-        rows = (len(payload) - len(PGCOPY_HEADER) - len(PGCOPY_TRAILER)) // _SIGS_DTYPE.itemsize
+        payload, rows = b"", 0
+        if sigs:
+            pids, codes, stats = sigs
+            payload, rows = sigs_payload(pids, claim.obsid, codes, stats)
         if rows:
             with conn.cursor().copy(q("sigs_copy", schema=schema)) as cp:
                 cp.write(payload)

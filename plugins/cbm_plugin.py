@@ -69,15 +69,26 @@ def _db_url(conn_id: str) -> str:
         return db_url_from_env(conn_id)
 
 
-def create_status_app():
-    """FastAPI app with the AOI status endpoints (mounted at ``/cbm``)."""
-    from fastapi import FastAPI, HTTPException
+def create_status_app(*, require_auth: bool = True):
+    """FastAPI app with the AOI status endpoints (mounted at ``/cbm``).
+
+    Requests need an Airflow login (the UI's session cookie or an API token,
+    ``Authorization: Bearer <token>`` from ``POST /auth/token``); ``require_auth=False``
+    is for tests only.
+    """
+    from fastapi import Depends, FastAPI, HTTPException
 
     from cbm_ops.config import load_all
     from cbm_ops.db import ConfigError
     from cbm_ops.queue import status_counts
 
-    app = FastAPI(title="cbm-airflow status", description="Scenes per card, stage and status per AOI")
+    deps = []
+    if require_auth:
+        from airflow.api_fastapi.core_api.security import requires_authenticated
+
+        deps = [Depends(requires_authenticated())]
+    app = FastAPI(title="cbm-airflow status", description="Scenes per card, stage and status per AOI",
+                  dependencies=deps)
 
     def status(cfg) -> dict[str, Any]:
         rows = status_counts(_db_url(cfg.db_conn_id), cfg)

@@ -34,7 +34,6 @@ OUT = ROOT / "demo-output"
 STATE = OUT / "devdb.json"
 AF_HOME = OUT / "airflow-home"
 DEMO_AOIS = ("demo_flanders", "demo_mechelen")
-CLOUDY = {"3", "8", "9", "10", "11"}       # SCL classes that make a parcel-date not cloud-free
 
 
 def database() -> str:
@@ -71,6 +70,8 @@ def airflow_env(url: str) -> dict[str, str]:
         "AIRFLOW_CONN_CBM_DB": url,
         "CBM_AOI_DIR": str(ROOT / "include" / "aois"),
         "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        # airflow standalone starts its components as `airflow ...` from PATH
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     })
     return env
 
@@ -109,83 +110,46 @@ def run() -> None:
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {OUT.relative_to(ROOT)}/summary.json and "
           + ", ".join(f"{OUT.relative_to(ROOT)}/{c.name}.png" for c in aois))
-    if any(before.values()):
+    if any(sum(v) for v in before.values()):
         same = "the same" if before == after else "DIFFERENT"
         print(f"rows before this run {before}, after {after}: {same}")
         if before != after:
             sys.exit("a repeated demo run must not change the stored rows")
     print("\nOpen the Airflow UI on the same data:\n"
-          "  make demo-ui        # airflow standalone on http://localhost:8080, user admin / admin\n"
+          "  make demo-ui        # airflow standalone on http://localhost:8080, user admin, password admin\n"
           "Stop the demo database when done:\n"
           "  make demo-stop")
 
 
 def counts(url: str, aois) -> dict[str, list[int]]:
-    import psycopg
+    """[sigs rows, hists rows] per demo AOI (0, 0 before the first run)."""
+    from cbm_ops.db import q, transaction
 
     out = {}
-    with psycopg.connect(url) as c:
+    with transaction(url) as conn:
         for cfg in aois:
-            if c.execute("SELECT to_regclass(%s)", (f'"{cfg.schema}".sigs',)).fetchone()[0] is None:
-                out[cfg.name] = [0, 0]
-                continue
-            out[cfg.name] = [c.execute(f'SELECT count(*) FROM "{cfg.schema}".{t}').fetchone()[0]
-                             for t in ("sigs", "hists")]
+            exists = conn.execute(q("table_exists"), {"name": f'"{cfg.schema}".sigs'}).fetchone()[0]
+            out[cfg.name] = list(conn.execute(q("report_counts", schema=cfg.schema)).fetchone()) if exists else [0, 0]
     return out
 
 
 def report(url: str, cfg) -> dict:
     """Per-parcel table (printed), summary dict, and the PNG of the AOI."""
-    import psycopg
+    from cbm_ops.report import aoi_report
 
-    s = cfg.schema
-    crop = cfg.parcels.crop_column
-    with psycopg.connect(url) as c:
-        cols = {r[0] for r in c.execute("SELECT column_name FROM information_schema.columns "
-                                        "WHERE table_schema = %s AND table_name = %s", (s, cfg.parcels.table))}
-        name_col = "name" if "name" in cols else "ogc_fid"
-        kind_col = "kind" if "kind" in cols else "NULL"
-        crop_sql = crop if crop and crop in cols else "NULL"
-        parcels = c.execute(f'SELECT ogc_fid, {name_col}::text, {kind_col}::text, {crop_sql}::text '
-                            f'FROM "{s}".{cfg.parcels.table} ORDER BY ogc_fid').fetchall()
-        by_status = [dict(zip(("card", "status", "scenes"), r, strict=True)) for r in c.execute(
-            f'SELECT card, status, count(*)::int FROM "{s}".dias_catalogue GROUP BY 1, 2 ORDER BY 1, 2')]
-        rows_per_band = dict(c.execute(f'SELECT trim(band), count(*) FROM "{s}".sigs GROUP BY 1 ORDER BY 1'))
-        hists_rows = c.execute(f'SELECT count(*) FROM "{s}".hists').fetchone()[0]
-        sig = c.execute(f'''SELECT s.pid, d.obstime, trim(s.band), s.mean FROM "{s}".sigs s
-                            JOIN "{s}".dias_catalogue d ON d.id = s.obsid
-                            WHERE s.band IN ('B04', 'B08', 'VVb', 'VHb') ORDER BY 2''').fetchall()
-        hist = c.execute(f'''SELECT h.pid, d.obstime, h.hist FROM "{s}".hists h
-                             JOIN "{s}".dias_catalogue d ON d.id = h.obsid''').fetchall()
-        stages = [dict(zip(("card", "stage", "status", "scenes"), r, strict=True)) for r in c.execute(
-            f'''SELECT d.card, t.stage, t.status, count(*)::int FROM "{s}".scene_stages t
-                JOIN "{s}".dias_catalogue d ON d.id = t.obsid GROUP BY 1, 2, 3 ORDER BY 1, 2, 3''')]
-        scenes_with_parcels = dict(c.execute(
-            f'''SELECT d.card, count(DISTINCT d.id)::int FROM "{s}".dias_catalogue d
-                WHERE EXISTS (SELECT 1 FROM "{s}".sigs x WHERE x.obsid = d.id)
-                   OR EXISTS (SELECT 1 FROM "{s}".hists h WHERE h.obsid = d.id) GROUP BY 1'''))
-    series: dict[int, dict[str, dict]] = {p[0]: {"B04": {}, "B08": {}, "VVb": {}, "VHb": {}} for p in parcels}
-    for pid, t, band, mean in sig:
-        series.setdefault(pid, {"B04": {}, "B08": {}, "VVb": {}, "VHb": {}})[band][t] = mean
-    clear: dict[int, dict] = {}
-    for pid, t, h in hist:
-        clear.setdefault(pid, {})[t] = not (set(h) & CLOUDY)
-    table = []
-    for pid, name, kind, crop_name in parcels:
-        ser = series.get(pid, {})
-        table.append({"pid": pid, "name": name, "kind": kind, "crop": crop_name,
-                      "s2_obs": len(ser.get("B04", {})), "s1_obs": len(ser.get("VVb", {})),
-                      "s2_cloud_free": sum(clear.get(pid, {}).values())})
+    rep = aoi_report(url, cfg)
     print(f"\n{cfg.name}: {cfg.description}")
     print(f"{'pid':>7} {'parcel':18} {'crop':22} {'S2 obs':>6} {'S1 obs':>6} {'S2 clear':>8}  kind")
-    for r in table:
+    for r in rep["parcels"]:
         print(f"{r['pid']:>7} {str(r['name'])[:18]:18} {str(r['crop'] or '-')[:22]:22} {r['s2_obs']:6d} "
               f"{r['s1_obs']:6d} {r['s2_cloud_free']:8d}  {r['kind'] or ''}")
-    plot(cfg, parcels, series, clear, OUT / f"{cfg.name}.png")
-    return {"scenes_by_card_and_status": by_status, "stages": stages, "rows_per_band": rows_per_band,
-            "hists_rows": hists_rows, "scenes_with_parcel_data": scenes_with_parcels,
-            "parcels": len(parcels), "parcels_with_data": sum(1 for r in table if r["s2_obs"] or r["s1_obs"]),
-            "per_parcel": table}
+    print("S2 clear: dates whose SCL histogram of the parcel has none of the classes 3, 8, 9, 10, 11 "
+          "(parcels smaller than one 20 m pixel have no SCL histogram)")
+    print("scenes per card:", rep["scenes_per_card"], " with parcel data:", rep["scenes_with_parcel_data"],
+          " with every band:", rep["scenes_with_all_bands"])
+    print("rows per band:", rep["rows_per_band"], " hists:", rep["hists_rows"])
+    plot(cfg, rep["parcels"], rep["series"], rep["clear"], OUT / f"{cfg.name}.png")
+    return {k: v for k, v in rep.items() if k not in ("series", "clear")}
 
 
 def plot(cfg, parcels, series, clear, path: Path) -> None:
@@ -199,17 +163,22 @@ def plot(cfg, parcels, series, clear, path: Path) -> None:
     cols = 4 if n > 4 else n
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), sharex=True, squeeze=False)
-    for ax, (pid, name, kind, crop) in zip(axes.flat, parcels, strict=False):
+    for ax, p in zip(axes.flat, parcels, strict=False):
+        pid, name, kind, crop = p["pid"], p["name"], p["kind"], p["crop"]
         ser = series.get(pid, {})
         ts = sorted(set(ser.get("B04", {})) & set(ser.get("B08", {})))
         if ts:
-            ndvi = [(ser["B08"][t] - ser["B04"][t]) / (ser["B08"][t] + ser["B04"][t]) for t in ts]
-            ok = [clear.get(pid, {}).get(t, True) for t in ts]
-            ax.plot([t for t, k in zip(ts, ok, strict=True) if k], [v for v, k in zip(ndvi, ok, strict=True) if k],
-                    "o-", color="tab:green", ms=3, lw=0.8, label="NDVI cloud-free")
-            ax.plot([t for t, k in zip(ts, ok, strict=True) if not k],
-                    [v for v, k in zip(ndvi, ok, strict=True) if not k],
-                    "o", mfc="none", color="0.6", ms=3, label="NDVI cloudy (SCL)")
+            ndvi = dict(zip(ts, ((ser["B08"][t] - ser["B04"][t]) / (ser["B08"][t] + ser["B04"][t]) for t in ts),
+                            strict=True))
+            state = {t: clear.get(pid, {}).get(t) for t in ts}     # True clear, False cloudy, None no SCL
+            for value, style, label in ((True, dict(fmt="o-", color="tab:green", ms=3, lw=0.8), "NDVI cloud-free"),
+                                        (False, dict(fmt="o", mfc="none", color="0.6", ms=3), "NDVI cloudy (SCL)"),
+                                        (None, dict(fmt="x", color="tab:orange", ms=3),
+                                         "NDVI, no SCL pixel in the parcel")):
+                sel = [t for t in ts if state[t] is value]
+                if sel:
+                    fmt = style.pop("fmt")
+                    ax.plot(sel, [ndvi[t] for t in sel], fmt, label=label, **style)
         ax.set_ylim(-0.2, 1.0)
         ax.set_title(f"{name} ({crop or '-'})" + (" [LPIS parcel]" if kind == "LPIS parcel" else ""), fontsize=8)
         ax.tick_params(labelsize=6)
@@ -223,12 +192,15 @@ def plot(cfg, parcels, series, clear, path: Path) -> None:
         ax2.tick_params(labelsize=6)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    handles = [h for a in (axes.flat[0], axes.flat[0].figure.axes[-1]) for h in a.get_legend_handles_labels()[0]]
-    labels = [lb for a in (axes.flat[0], axes.flat[0].figure.axes[-1]) for lb in a.get_legend_handles_labels()[1]]
-    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=8)
-    fig.suptitle(f"{cfg.name}: NDVI from B04/B08 means (left axis), Sentinel-1 backscatter dB (right axis)",
-                 fontsize=10, y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    legend = {}
+    for a in fig.axes:
+        for h, lb in zip(*a.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lb, h)
+    fig.suptitle(f"{cfg.name}: NDVI from B04/B08 parcel means (left axis), Sentinel-1 backscatter in dB "
+                 "(right axis); real sample, see include/sample/README.md", fontsize=10, y=0.995)
+    fig.legend(list(legend.values()), list(legend), loc="upper center", ncol=len(legend), fontsize=8,
+               bbox_to_anchor=(0.5, 0.975), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -236,7 +208,14 @@ def plot(cfg, parcels, series, clear, path: Path) -> None:
 def ui() -> None:
     url = database()
     env = airflow_env(url)
-    print("Airflow UI: http://localhost:8080  (user admin, password admin); Ctrl-C to stop")
+    # SimpleAuthManager reads the passwords from this file and generates it if missing; the
+    # demo is local-only (its own metadata DB), so it gets a known password.
+    passwords = AF_HOME / "simple_auth_manager_passwords.json.generated"
+    if not passwords.exists():
+        AF_HOME.mkdir(parents=True, exist_ok=True)
+        passwords.write_text(json.dumps({"admin": "admin"}))
+    print(f"Airflow UI: http://localhost:8080  (user admin, password in {passwords.relative_to(ROOT)}); "
+          "Ctrl-C to stop")
     airflow("standalone", env=env)
 
 

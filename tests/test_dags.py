@@ -166,6 +166,17 @@ def test_dag_runs_end_to_end_on_the_real_sample(test_aoi, db_url, db_schema):
     expect = zonal_stats(str(jp2), [shapely.from_wkb(bytes(wkb))], nodata=0)[0]
     assert row[0] == expect["count"] == 252                                      # SOURCE.md: 252 pixels
     assert row[1] == pytest.approx(expect["mean"], rel=1e-6) and row[2] == pytest.approx(expect["p50"], rel=1e-6)
+    # The AOI report (summary.json of the demo) agrees with the tables.
+    from cbm_ops.config import get_aoi
+    from cbm_ops.report import aoi_report
+
+    rep = aoi_report(db_url, get_aoi("test_flanders"))
+    assert rep["scenes_per_card"] == {"s2": scenes["s2"], "bs": scenes["bs"], "c6": 0}
+    assert rep["scenes_with_all_bands"] == {"s2": scenes["s2"], "bs": scenes["bs"], "c6": 0}
+    assert rep["sigs_rows"] == counts[0] and rep["hists_rows"] == counts[1] == sum(
+        1 for p in rep["clear"].values() for _ in p)
+    maize = next(p for p in rep["parcels"] if p["kind"] == "LPIS parcel")
+    assert maize["crop"] == "Maize" and maize["s2_obs"] == scenes["s2"] and maize["s1_obs"] == scenes["bs"]
     # Running the same DAG again changes no row count.
     again = run_dag("cbm_test_flanders", conf)
     assert str(again.state) == "success"
@@ -192,7 +203,8 @@ def test_status_api(test_aoi, db_url, db_schema):
         c.execute(f"""INSERT INTO "{db_schema}".scene_stages (obsid, stage)
                       SELECT id, 'scl' FROM "{db_schema}".dias_catalogue""")
     assert get_aoi("test_flanders").schema == db_schema
-    client = TestClient(create_status_app())
+    assert TestClient(create_status_app()).get("/aois/test_flanders").status_code in (401, 403)  # login needed
+    client = TestClient(create_status_app(require_auth=False))
     r = client.get("/aois/test_flanders")
     assert r.status_code == 200
     assert r.json()["stages"] == [{"card": "s2", "stage": "scl", "status": "ingested", "scenes": 1}]

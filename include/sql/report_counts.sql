@@ -1,0 +1,1 @@
+SELECT (SELECT count(*) FROM {schema}.sigs), (SELECT count(*) FROM {schema}.hists)
