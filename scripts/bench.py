@@ -315,9 +315,7 @@ def db_benchmarks(t_jp2: float, t_scl: float, st: np.ndarray, idx10) -> None:
         bands = ["B02", "B03", "B04", "B08"]
         _, n_rows = writer.sigs_payload(pids, 0, bands, [st] * 4)
         _, t_pay, _ = timed(lambda: writer.sigs_payload(pids, 0, bands, [st] * 4), 3)
-        from cbm_ops.db import q
 
-        q_copy = q("sigs_copy", schema=cfg.schema)
         emit("sigs_payload_build", round(t_pay, 3), "s", rows=n_rows, note="binary COPY buffer, pid-major")
 
         def write_scenes(n: int, label: str, durable: bool) -> list[float]:
@@ -340,18 +338,6 @@ def db_benchmarks(t_jp2: float, t_scl: float, st: np.ndarray, idx10) -> None:
                 times.append(time.perf_counter() - t0)
             return times
 
-        # the COPY alone (payload prebuilt), into the same table
-        copy_times = []
-        for k in range(3):
-            payload, _ = writer.sigs_payload(pids, 900_000 + k, bands, [st] * 4)
-            with transaction(url) as conn:
-                t0 = time.perf_counter()
-                with conn.cursor().copy(q_copy) as cp:
-                    cp.write(payload)
-                copy_times.append(time.perf_counter() - t0)
-        emit("postgis_copy_only", round(n_rows / statistics.median(copy_times)), "rows/s",
-             runs_rows_per_s=[round(n_rows / t) for t in copy_times],
-             note="binary COPY of a prebuilt payload into sigs (primary key (obsid, pid, band))")
         fast = write_scenes(5, "fast", False)
         emit("postgis_write", round(n_rows / statistics.median(fast)), "rows/s", ">= 1,000,000 rows/s",
              n_rows / statistics.median(fast) >= 1e6, rows_per_scene=n_rows,
