@@ -176,6 +176,8 @@ def _one_parcel(img, r0, c0, run_ptr, run_row, run_c0, run_c1, p, nodata, has_no
             s += v
     out[p, 0] = n
     if n == 0:
+        for k in range(1, out.shape[1]):
+            out[p, k] = np.nan
         return
     mean = s / n
     vmin = buf[0]
@@ -241,7 +243,7 @@ def parcel_stats(img: np.ndarray, r0: int, c0: int, run_ptr: np.ndarray, run_row
     -------
     ndarray, shape (P, 8), float64
         count, mean, std (ddof 0), min, max, p25, p50, p75; rows of parcels without
-        valid pixels have count 0 and undefined other values.
+        valid pixels have count 0 and NaN for the other statistics.
     """
     is_int = bool(np.issubdtype(img.dtype, np.integer))
     has_nodata = nodata is not None and not (not is_int and np.isnan(nodata))

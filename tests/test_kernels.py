@@ -90,6 +90,7 @@ def test_single_pixel_empty_and_all_nodata_parcels():
     out = kernels.parcel_stats(img, 0, 0, ptr, row, a, b, maxpix, 0)
     np.testing.assert_array_equal(out[0], [1, 7, 0, 7, 7, 7, 7, 7])   # single pixel
     assert out[1, 0] == 0 and out[2, 0] == 0 and out[3, 0] == 0      # all nodata / empty
+    assert np.isnan(out[1:, 1:]).all()
 
 
 def test_window_clipping_matches_a_cropped_image():
