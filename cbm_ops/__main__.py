@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_date, help="only scenes sensed before this time")
     p.add_argument("--limit", type=int, help="stop after this many scenes per stage")
     p.add_argument("--obsid", type=int, action="append", help="only these scenes (repeatable)")
+    p.add_argument("--owner-label", default="",
+                   help="stable caller name (e.g. the Airflow task instance); a rerun with the same "
+                        "label takes over scenes its crashed predecessor still has leased")
 
     cmd("status", "scenes per card, stage and status")
     cmd("cleanup", "requeue stuck and retryable-failed scenes (faulty-scene cleanup)")
@@ -123,7 +126,7 @@ def _run(args: argparse.Namespace, cfg, url: str):
 
         db.ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
         return {s: run_queue(url, cfg, s, start=args.start, end=args.end, limit=args.limit,
-                             obsids=args.obsid)
+                             obsids=args.obsid, owner_label=args.owner_label)
                 for s in (args.stage or cfg.stages)}
     if args.command == "status":
         from .queue import status_counts

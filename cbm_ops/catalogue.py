@@ -42,6 +42,11 @@ from .db import q, transaction
 
 log = logging.getLogger(__name__)
 
+# Queries reach this far beyond their window (and split windows overlap by it): a product
+# whose sensing interval straddles a window edge is found whichever way the server matches
+# startDate/completionDate. Duplicates are dropped (seen set, upsert on reference).
+EDGE_MARGIN = dt.timedelta(hours=1)
+
 # resto collection and productType per card (CREODIAS finder / CDSE names).
 COLLECTION = {"s2": "Sentinel2", "bs": "Sentinel1", "c6": "Sentinel1"}
 PRODUCT_TYPE = {"bs": "CARD-BS", "c6": "CARD-COH6"}
@@ -392,7 +397,7 @@ class RestoSource:
     def search(self, card: str, start: dt.datetime, end: dt.datetime, aoi: Any,
                report: HarvestReport) -> Iterator[SceneRecord]:
         aoi_wkt = _query_wkt(aoi)
-        yield from self._window(card, start, end, aoi_wkt, report)
+        yield from self._window(card, start - EDGE_MARGIN, end + EDGE_MARGIN, aoi_wkt, report)
 
     def _window(self, card: str, start: dt.datetime, end: dt.datetime, aoi_wkt: str,
                 report: HarvestReport) -> Iterator[SceneRecord]:
@@ -444,11 +449,14 @@ class RestoSource:
                                f"({total} records > {self.cfg.max_per_query}); lower "
                                "catalogue.min_window_hours or raise max_per_query")
         mid = start + span / 2
+        # The halves overlap: some resto versions match completionDate against the
+        # product's completion, so a product straddling mid would fit neither half.
+        overlap = min(EDGE_MARGIN, span / 8)
         report.splits += 1
         log.info("%s %s..%s is capped (%s records, cap %d): splitting at %s", card,
                  start.isoformat(), end.isoformat(), total, self.cfg.max_per_query, mid.isoformat())
-        yield from self._window(card, start, mid, aoi_wkt, report)
-        yield from self._window(card, mid, end, aoi_wkt, report)
+        yield from self._window(card, start, mid + overlap, aoi_wkt, report)
+        yield from self._window(card, mid - overlap, end, aoi_wkt, report)
 
 
 def _query_wkt(aoi: Any) -> str:

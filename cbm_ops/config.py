@@ -69,7 +69,7 @@ class CatalogueConfig(_Strict):
     timeout_s: float = 60.0
     retries: int = Field(default=5, ge=0)
     min_window_hours: float = 1.0      # never split a window below this
-    s2_product_type: str = "L2A"       # resto productType / processingLevel for S2 L2A
+    s2_product_type: str = "S2MSI2A"   # resto productType of S2 L2A (CDSE, CREODIAS datahub; "L2A" on the old finder)
 
     @model_validator(mode="after")
     def _offline_needs_path(self) -> CatalogueConfig:
@@ -135,6 +135,8 @@ class AoiConfig(_Strict):
     max_batches: int = Field(default=200, ge=1, le=1000)  # cap on map indexes per stage
     pool: str = "cbm_extract"
     max_active_runs: int = 1
+    retries: int = Field(default=2, ge=0)            # Airflow task retries
+    retry_delay_minutes: float = Field(default=2, ge=0)
     max_attempts: int = Field(default=3, ge=1)
     lease_minutes: float = Field(default=60, gt=0)
     all_touched: bool = False

@@ -130,23 +130,57 @@ def transaction(url: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> None:
+SCHEMA_VERSION = 1   # bump with every change of include/sql/schema.sql
+
+
+def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> bool:
     """Create or upgrade the cbm-airflow tables in ``schema`` (idempotent).
+
+    When the schema's recorded version is current (and the pid indexes are there if
+    asked for) nothing is executed but one read: the DDL would take exclusive locks on
+    the catalogue and block, or deadlock with, running extractions. Otherwise the DDL runs
+    under an advisory lock (two setups at once) with a 30 s lock timeout.
 
     ``pid_indexes`` adds the reference's ``sigs_pidx``/``hists_pidx`` (see
     ``include/sql/pid_indexes.sql``); they are never dropped automatically.
+
+    Returns
+    -------
+    bool
+        True when DDL was applied, False when the schema was already current.
 
     Raises
     ------
     RuntimeError
         If the PostGIS extension is not installed in the database.
+    psycopg.errors.LockNotAvailable
+        If the tables stayed locked by other sessions for 30 s (retry later).
     """
+    if _schema_current(url, schema, pid_indexes):
+        return False
     with transaction(url) as conn:
         if conn.execute(q("postgis_installed")).fetchone() is None:
             raise RuntimeError("the PostGIS extension is not installed in this database: "
                                "ask the DBA for CREATE EXTENSION postgis")
         conn.execute(q("schema_lock"), {"key": f"cbm-schema:{schema}"})
+        conn.execute(q("schema_lock_timeout"))
         conn.execute(q("schema", schema=schema))
         if pid_indexes:
             conn.execute(q("pid_indexes", schema=schema))
-    log.info("schema %s is up to date", schema)
+        conn.execute(q("schema_version_set", schema=schema), {"version": SCHEMA_VERSION})
+    log.info("schema %s created/upgraded to version %d", schema, SCHEMA_VERSION)
+    return True
+
+
+def _schema_current(url: str, schema: str, pid_indexes: bool) -> bool:
+    with transaction(url) as conn:
+        exists = conn.execute(q("table_exists"), {"name": f'"{schema}".cbm_schema'}).fetchone()[0]
+        if not exists:
+            return False
+        version = conn.execute(q("schema_version_get", schema=schema)).fetchone()[0]
+        if version != SCHEMA_VERSION:
+            return False
+        if pid_indexes:
+            return bool(conn.execute(q("pid_indexes_present"), {
+                "sigs": f'"{schema}".sigs_pidx', "hists": f'"{schema}".hists_pidx'}).fetchone()[0])
+    return True

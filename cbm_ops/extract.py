@@ -113,6 +113,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     kind = STAGES[claim.stage][1]
     rel = product_path(claim.product_identifier, claim.reference, claim.card, claim.obstime)
     t_read = t_stats = 0.0
+    renewed = t0
     files: list[BandFile] = []
     stats: list[np.ndarray] = []
     codes: list[str] = []
@@ -151,6 +152,10 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     parcels_with_data.update(idx.pids[st[:, 0] > 0].tolist())
                 t_stats += time.perf_counter() - tb
                 del arr
+                if time.perf_counter() - renewed > cfg.lease_minutes * 20:   # a third of the lease
+                    with transaction(url) as conn:
+                        queue.extend_lease(conn, cfg, claim, owner)
+                    renewed = time.perf_counter()
     except FileNotFoundError as exc:
         raise SceneError("No file", str(exc), retryable=True) from None
     tw = time.perf_counter()

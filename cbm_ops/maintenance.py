@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .config import AoiConfig
@@ -56,23 +57,29 @@ def vacuum_cluster(url: str, cfg: AoiConfig, *, cluster: bool = True) -> dict[st
     Returns
     -------
     dict
-        Seconds per step and whether CLUSTER ran (it is skipped while stages are in
-        progress, since it would block their writes for its whole duration).
+        Seconds per step and, per table, whether CLUSTER ran: it is skipped while stages
+        are in progress (it would block their writes for its whole duration) and when
+        the table stays locked for 10 s.
     """
     out: dict[str, Any] = {}
     with connect(url, autocommit=True) as conn:
-        busy = conn.execute(q("stages_in_progress", schema=cfg.schema)).fetchone()[0]
+        conn.execute(q("maintenance_lock_timeout"))
         for table in ("dias_catalogue", "scene_stages", "hists", "sigs"):
             t0 = time.perf_counter()
             conn.execute(q("vacuum_table", schema=cfg.schema, table=table))
             out[f"vacuum_{table}_s"] = round(time.perf_counter() - t0, 2)
-        if cluster and busy:
-            log.warning("CLUSTER skipped: %d scene stages are in progress", busy)
-            out["cluster"] = f"skipped ({busy} stages in progress)"
-        elif cluster:
-            for table, index in (("hists", "hists_pidx"), ("sigs", "sigs_pidx")):
-                t0 = time.perf_counter()
-                ids = {"schema": cfg.schema, "table": table, "index": index}
+        if not cluster:
+            out["cluster"] = "off"
+        for table, index in (("hists", "hists_pidx"), ("sigs", "sigs_pidx")) if cluster else ():
+            # checked right before each CLUSTER: it holds an exclusive lock for its whole run
+            busy = conn.execute(q("stages_in_progress", schema=cfg.schema)).fetchone()[0]
+            if busy:
+                log.warning("CLUSTER of %s skipped: %d scene stages are in progress", table, busy)
+                out[f"cluster_{table}"] = f"skipped ({busy} stages in progress)"
+                continue
+            t0 = time.perf_counter()
+            ids = {"schema": cfg.schema, "table": table, "index": index}
+            try:
                 # Without the permanent pid index (pid_indexes off, faster writes) one is
                 # built for the CLUSTER and dropped again.
                 conn.execute(q("pid_index_create", **ids))
@@ -80,8 +87,12 @@ def vacuum_cluster(url: str, cfg: AoiConfig, *, cluster: bool = True) -> dict[st
                 if not cfg.pid_indexes:
                     conn.execute(q("index_drop", **ids))
                 conn.execute(q("analyze_table", **ids))
-                out[f"cluster_{table}_s"] = round(time.perf_counter() - t0, 2)
-            out["cluster"] = "done"
+            except psycopg.errors.LockNotAvailable:
+                log.warning("CLUSTER of %s skipped: the table stayed locked for 10 s", table)
+                out[f"cluster_{table}"] = "skipped (table locked)"
+                continue
+            out[f"cluster_{table}_s"] = round(time.perf_counter() - t0, 2)
+            out[f"cluster_{table}"] = "done"
     log.info("maintenance %s: %s", cfg.schema, out)
     return out
 

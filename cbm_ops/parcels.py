@@ -43,13 +43,16 @@ class ImportReport:
 
 
 def _pg_conninfo(url: str) -> str:
-    """libpq keyword string for GDAL's PG driver (``PG:`` prefix added by caller)."""
-    from psycopg.conninfo import conninfo_to_dict
+    """libpq keyword string for GDAL's PG driver (``PG:`` prefix added by the caller).
+
+    Values are quoted and escaped by psycopg (a password may contain quotes or spaces).
+    """
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from .db import _libpq_url
 
-    parts = conninfo_to_dict(_libpq_url(url))
-    return " ".join(f"{k}='{str(v)}'" for k, v in parts.items() if v not in (None, ""))
+    parts = {k: v for k, v in conninfo_to_dict(_libpq_url(url)).items() if v not in (None, "")}
+    return make_conninfo(**parts)
 
 
 def _vector_translate(url: str, source: Path, layer: str | None, schema: str, table: str) -> None:
@@ -144,6 +147,8 @@ def _finish_import(url: str, cfg: AoiConfig, source: Path, ids: dict, aoi_wkt: s
         rep.repaired = conn.execute(q("parcels_repair", **ids)).rowcount
         rep.empty_ids = [r[0] for r in conn.execute(q("parcels_empty", **ids))]
         rep.parcels, rep.srid, rep.version = conn.execute(q("parcels_stats", **ids)).fetchone()
+        if rep.parcels == 0:
+            raise ParcelImportError(f"{source}: the layer has no parcels")
         if rep.srid in (None, 0):
             raise ParcelImportError(f"{source}: imported geometries have no SRID")
         old = conn.execute(q("aoi_get", schema=schema), {"name": cfg.name}).fetchone()

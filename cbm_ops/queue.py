@@ -195,14 +195,35 @@ def release(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> N
     refresh_status(conn, cfg.schema, [c.obsid])
 
 
-def refresh_status(conn: psycopg.Connection, schema: str, obsids: list[int] | None) -> None:
-    """Recompute ``dias_catalogue.status`` from the stages (all scenes when ``None``).
+def refresh_status(conn: psycopg.Connection, schema: str, obsids: list[int]) -> None:
+    """Recompute ``dias_catalogue.status`` of some scenes from their stages.
+
+    The catalogue rows are locked first (in id order, after the caller's stage rows):
+    two transactions completing stages of one scene then see each other's result.
 
     Summary rule: a named error of any stage; else ``inprogress`` if a stage is claimed;
     ``extracted`` when every stage is; ``No parcels`` when every stage is extracted or
     ``No parcels``; otherwise ``ingested`` (stages still waiting).
     """
-    conn.execute(q("scene_status_refresh", schema=schema), {"obsids": obsids})
+    if not obsids:
+        return
+    ids = sorted(set(obsids))
+    conn.execute(q("catalogue_lock", schema=schema), {"obsids": ids})
+    conn.execute(q("scene_status_refresh", schema=schema), {"obsids": ids})
+
+
+def lock_claim(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> None:
+    """Lock the caller's claimed stage row for its write transaction.
+
+    Raises
+    ------
+    LeaseLost
+        If the stage is not claimed by ``owner`` any more (nothing may be written).
+    """
+    row = conn.execute(q("queue_lock_claim", schema=cfg.schema),
+                       {"obsid": c.obsid, "stage": c.stage, "owner": owner}).fetchone()
+    if row is None:
+        raise LeaseLost(f"scene {c.obsid} {c.stage}: lease lost before writing")
 
 
 @dataclass
@@ -228,11 +249,13 @@ def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
     """
     requeued: dict[str, list[int]] = {}
     deleted = 0
+    touched: list[int] = []
     with transaction(url) as conn:
         for stage in cfg.stages:
             kind = STAGES[stage][1]
-            conn.execute(q("queue_exhaust", schema=cfg.schema),
-                         {"stage": stage, "max_attempts": cfg.max_attempts, "obsids": None})
+            touched += [r[0] for r in conn.execute(q("queue_exhaust", schema=cfg.schema),
+                                                   {"stage": stage, "max_attempts": cfg.max_attempts,
+                                                    "obsids": None})]
             rows = conn.execute(q("cleanup_select", schema=cfg.schema),
                                 {"stage": stage, "max_attempts": cfg.max_attempts}).fetchall()
             if not rows:
@@ -249,8 +272,9 @@ def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
                                             ).rowcount
             conn.execute(q("cleanup_requeue", schema=cfg.schema), {"stage": stage, "obsids": ids})
             requeued[stage] = ids
+            touched += ids
             log.info("cleanup %s: %d scenes back to the queue: %s", stage, len(ids), ids[:20])
-        refresh_status(conn, cfg.schema, None)
+        refresh_status(conn, cfg.schema, touched)
         permanent = dict(conn.execute(q("cleanup_permanent", schema=cfg.schema)).fetchall())
     if permanent:
         log.warning("scenes in a permanent error status (not retried): %s", permanent)

@@ -225,9 +225,13 @@ def build_index(pids: np.ndarray, geoms: np.ndarray, grid: Grid, *, all_touched:
             rr, cc = np.nonzero(claims > 1)
             if rr.size:
                 # pixels claimed by several parcels (overlaps, or a pixel centre exactly on
-                # a shared boundary): every parcel touching such a pixel centre is redone alone
-                pts = shapely.points(x0 + (cc + 0.5) * grid.res, y0 - (rr + 0.5) * grid.res)
-                shared.update(tree.query(pts, predicate="intersects")[1].tolist())
+                # a shared boundary): every parcel that can claim such a pixel (its centre
+                # with the pixel-centre rule, any part of it with all_touched) is redone alone
+                px = x0 + cc * grid.res
+                py = y0 - rr * grid.res
+                probe = (shapely.box(px, py - grid.res, px + grid.res, py) if all_touched
+                         else shapely.points(px + grid.res / 2, py - grid.res / 2))
+                shared.update(tree.query(probe, predicate="intersects")[1].tolist())
             tb = time.perf_counter()
             parts.append(kernels.label_runs(labels, r, c))
             t_burn += tb - ta

@@ -147,6 +147,7 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
     """
     schema = cfg.schema
     rows = 0
+    queue.lock_claim(conn, cfg, claim, owner)        # first lock: stage row, then catalogue
     if hists is not None:
         conn.execute(q("hists_delete", schema=schema), {"obsids": [claim.obsid]})
         text, rows = hists
@@ -158,9 +159,9 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
         if sigs:
             pids, codes, stats = sigs
             rows = copy_sigs(conn, schema, pids, claim.obsid, codes, stats)
-    if offsets:
-        conn.execute(q("catalogue_record_offsets", schema=schema),
-                     {"obsid": claim.obsid, "offsets": json.dumps(offsets)})
     queue.complete(conn, cfg, claim, owner, status=queue.EXTRACTED if rows else queue.NO_PARCELS,
                    parcels=parcels, rows=rows, seconds=round(seconds, 3))
+    if offsets:   # after complete(): the catalogue row is locked after the stage row
+        conn.execute(q("catalogue_record_offsets", schema=schema),
+                     {"obsid": claim.obsid, "offsets": json.dumps(offsets)})
     return rows

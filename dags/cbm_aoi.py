@@ -2,7 +2,9 @@
 
 ``cbm_<aoi>``: setup -> catalogue harvest (S2 L2A, CARD-BS, CARD-COH6) -> UTM rasterization
 (mapped over EPSG x resolution) -> S2 SCL -> S2 10 m -> S2 20 m, and S1 bs / c6 in
-parallel -> faulty-scene cleanup -> run summary. Each extraction stage is a mapped task
+parallel -> faulty-scene cleanup -> run summary -> verdict. A failed harvest or batch does
+not stop the other cards and stages (their planners run when upstream is done); the
+verdict task fails the run if any task failed. Each extraction stage is a mapped task
 over batches of scenes, capped at ``max_batches`` map indexes and throttled by the AOI's
 pool; each map index is labelled with the scenes it covers.
 
@@ -121,7 +123,7 @@ def build_dag(cfg: AoiConfig):
         catchup=False,
         max_active_runs=cfg.max_active_runs,
         tags=["cbm", cfg.name, *cfg.tags],
-        default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+        default_args={"retries": cfg.retries, "retry_delay": dt.timedelta(minutes=cfg.retry_delay_minutes)},
         params={
             "start": Param(None, type=["null", "string"], title="Window start (YYYY-MM-DD)",
                            description="Harvest and extract scenes sensed from this date (manual runs)."),
@@ -188,7 +190,7 @@ def build_dag(cfg: AoiConfig):
 
         @task_group(group_id="rasterize")
         def rasterize_group():
-            @task
+            @task(trigger_rule=TriggerRule.ALL_DONE)   # a failed harvest of one card must not stop the others
             def plan_grids() -> list[dict[str, Any]]:
                 """EPSG x resolution of the AOI's Sentinel-2 lattices."""
                 from cbm_ops.db import q, transaction
@@ -213,7 +215,7 @@ def build_dag(cfg: AoiConfig):
         def stage_group(stage: str):
             @task_group(group_id=stage)
             def group():
-                @task(trigger_rule=TriggerRule.NONE_FAILED)
+                @task(trigger_rule=TriggerRule.ALL_DONE)   # failed batches upstream do not stop this stage
                 def plan() -> list[dict[str, Any]]:
                     """Batches of the stage's pending scenes (obsid lists)."""
                     from cbm_ops.queue import pending
@@ -281,12 +283,23 @@ def build_dag(cfg: AoiConfig):
         tails = chain_s2[-1:] + [groups[st] for st in ("bs", "c6") if st in groups]
         for h in heads:
             ras >> h
+        @task(trigger_rule=TriggerRule.NONE_FAILED)
+        def verdict() -> str:
+            """Fails the run (upstream_failed) when any task failed; cleanup and summary
+            have run anyway (all_done), and the stages do not block each other."""
+            return "every task succeeded"
+
         c = cleanup()
         for t in tails or [ras]:
             t >> c
-        c >> summary()
+        c >> summary() >> verdict()
 
-    return aoi_dag()
+    d = aoi_dag()
+    final = d.get_task("verdict")
+    for t in d.tasks:
+        if t is not final:
+            t >> final
+    return d
 
 
 def _docker_extract(cfg: AoiConfig, stage: str, batches):
@@ -308,8 +321,12 @@ def _docker_extract(cfg: AoiConfig, stage: str, batches):
 
     @task
     def commands(batches: list[dict[str, Any]]) -> list[list[str]]:
+        # command is a templated field: each mapped instance renders its own label, so a
+        # retry takes over the scenes its predecessor's container still had leased
+        label = "{{ ti.dag_id }}/{{ ti.run_id }}/{{ ti.task_id }}/{{ ti.map_index }}"
         return [["python", "-m", "cbm_ops", "extract", "--aoi", cfg.name, "--stage", stage,
-                 *[x for o in b["obsids"] for x in ("--obsid", str(o))]] for b in batches]
+                 "--owner-label", label, *[x for o in b["obsids"] for x in ("--obsid", str(o))]]
+                for b in batches]
 
     return CbmDockerOperator.partial(
         task_id="extract_docker", image=cfg.docker.image, docker_url=cfg.docker.docker_url,

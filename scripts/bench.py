@@ -323,10 +323,10 @@ def db_benchmarks(t_jp2: float, t_scl: float, st: np.ndarray, idx10) -> None:
             for k in range(n):
                 obsid = 1000 + len(RESULTS) * 10 + k
                 with transaction(url) as conn:
-                    conn.execute(f"INSERT INTO bench.dias_catalogue (id, obstime, reference, sensor, card) "
-                                 f"VALUES ({obsid}, now(), 'w{obsid}', '2B', 's2')")
-                    conn.execute(f"INSERT INTO bench.scene_stages (obsid, stage, status, lease_owner, lease_expires)"
-                                 f" VALUES ({obsid}, 's2_10m', 'inprogress', 'bench', now() + interval '1 hour')")
+                    conn.execute("INSERT INTO bench.dias_catalogue (id, obstime, reference, sensor, card) "
+                                 "VALUES (%s, now(), %s, '2B', 's2')", (obsid, f"w{obsid}"))
+                    conn.execute("INSERT INTO bench.scene_stages (obsid, stage, status, lease_owner, lease_expires)"
+                                 " VALUES (%s, 's2_10m', 'inprogress', 'bench', now() + interval '1 hour')", (obsid,))
                 claim = queue.Claim(obsid=obsid, stage="s2_10m", attempts=1, reference=f"w{obsid}", obstime=T,
                                     card="s2", product_identifier=None, epsg=EPSG, tile=None, processing_baseline=None)
                 t0 = time.perf_counter()

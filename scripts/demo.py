@@ -87,8 +87,21 @@ def airflow(*args: str, env: dict[str, str], log: Path | None = None) -> None:
         sys.exit(f"`airflow {' '.join(args[:3])}` failed ({res.returncode}); see {log}")
 
 
-def run() -> None:
+def single_instance() -> None:
+    """Refuse to run while another demo uses the same Airflow metadata database."""
+    import fcntl
+
     OUT.mkdir(exist_ok=True)
+    global _LOCK
+    _LOCK = open(OUT / ".demo.lock", "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit("another `make demo` / `make demo-ui` is running on demo-output/; stop it first")
+
+
+def run() -> None:
+    single_instance()
     AF_HOME.mkdir(parents=True, exist_ok=True)
     url = database()
     env = airflow_env(url)
@@ -110,11 +123,18 @@ def run() -> None:
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {OUT.relative_to(ROOT)}/summary.json and "
           + ", ".join(f"{OUT.relative_to(ROOT)}/{c.name}.png" for c in aois))
-    if any(sum(v) for v in before.values()):
+    last = OUT / "last-run-rows.json"
+    previous = json.loads(last.read_text()) if last.exists() else None
+    last.write_text(json.dumps(after))
+    if previous is not None and previous == before:
+        # the database is as the previous demo run left it: this run must change nothing
         same = "the same" if before == after else "DIFFERENT"
-        print(f"rows before this run {before}, after {after}: {same}")
+        print(f"rows [sigs, hists] before this run {before}, after {after}: {same}")
         if before != after:
             sys.exit("a repeated demo run must not change the stored rows")
+    elif any(sum(v) for v in before.values()):
+        print(f"rows [sigs, hists] before this run {before} (left by other runs on this database), "
+              f"after {after}")
     print("\nOpen the Airflow UI on the same data:\n"
           "  make demo-ui        # airflow standalone on http://localhost:8080, user admin, password admin\n"
           "Stop the demo database when done:\n"
@@ -206,6 +226,7 @@ def plot(cfg, parcels, series, clear, path: Path) -> None:
 
 
 def ui() -> None:
+    single_instance()
     url = database()
     env = airflow_env(url)
     # SimpleAuthManager reads the passwords from this file and generates it if missing; the

@@ -132,7 +132,7 @@ def synthetic_records(n_s2: int = 57, n_bs: int = 12) -> list[dict]:
         t = base + dt.timedelta(hours=29 * i)
         tile = ("31UDS", "31UES")[i % 2]
         ref = f"S2{'AB'[i % 2]}_MSIL2A_{t:%Y%m%dT%H%M%S}_N0510_R051_T{tile}_{t:%Y%m%dT}140000"
-        recs.append({"id": f"s2-{i:04d}", "collection": "Sentinel2", "productType": "L2A",
+        recs.append({"id": f"s2-{i:04d}", "collection": "Sentinel2", "productType": "S2MSI2A",
                      "title": ref + ".SAFE", "startDate": t.isoformat() + ".024Z",
                      "completionDate": t.isoformat() + ".024Z", "geometry": square,
                      "productIdentifier": f"/eodata/Sentinel-2/MSI/L2A/{t:%Y/%m/%d}/{ref}.SAFE",

@@ -67,6 +67,12 @@ def test_dagbag_imports_every_dag(airflow_env):
     assert t.pool == "cbm_extract" and "scl.extract" in {u.task_id for u in d.get_task("s2_10m.plan").upstream_list}
     assert {u.task_id for u in d.get_task("bs.plan").upstream_list} == {"rasterize.rasterize_grid"}
     assert d.get_task("cleanup").trigger_rule == "all_done"
+    # failures do not switch off other stages, but fail the run through the verdict leaf
+    assert d.get_task("rasterize.plan_grids").trigger_rule == "all_done"
+    assert d.get_task("s2_20m.plan").trigger_rule == "all_done"
+    v = d.get_task("verdict")
+    assert v.trigger_rule == "none_failed" and not v.downstream_list
+    assert {u.task_id for u in v.upstream_list} == set(d.task_ids) - {"verdict"}
 
 
 def test_batches_are_capped_and_labelled(airflow_env):
@@ -188,6 +194,28 @@ def test_dag_runs_end_to_end_on_the_real_sample(test_aoi, db_url, db_schema):
     assert list(Path(test_aoi["maintenance"]["backup_dir"]).glob("*.dump"))
 
 
+def test_failed_harvest_does_not_stop_extraction_but_fails_the_run(test_aoi, db_url, db_schema, tmp_path):
+    from cbm_ops.catalogue import harvest
+    from cbm_ops.config import load_aoi
+
+    # queue a few real scenes with the offline catalogue, then break the catalogue
+    path = Path(os.environ["CBM_AOI_DIR"]) / "test_flanders.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    offline = load_aoi(path)
+    from cbm_ops.parcels import import_parcels
+
+    import_parcels(db_url, offline)
+    harvest(db_url, offline, dt.datetime(2018, 6, 1), dt.datetime(2018, 6, 10))
+    cfg.update(retries=0, catalogue={"source": "resto", "retries": 0, "timeout_s": 2,
+                                     "url": "http://127.0.0.1:9/resto/api/collections/{collection}/search.json"})
+    path.write_text(yaml.safe_dump(cfg))
+    run = run_dag("cbm_test_flanders", {"start": "2018-06-01", "end": "2018-06-10"})
+    assert str(run.state) == "failed"                               # the harvests failed ...
+    with psycopg.connect(db_url) as c:                              # ... the queued scenes were extracted
+        status = dict(c.execute(f'SELECT status, count(*) FROM "{db_schema}".dias_catalogue GROUP BY 1'))
+    assert status.get("extracted", 0) >= 3 and set(status) == {"extracted"}
+
+
 def test_status_api(test_aoi, db_url, db_schema):
     from cbm_plugin import create_status_app
     from fastapi.testclient import TestClient
@@ -228,6 +256,7 @@ def test_docker_variant_builds_and_is_skipped_without_engine(tmp_path, airflow_e
         dag = bag.get_dag("cbm_docker_flanders")
         t = dag.get_task("s2_10m.extract_docker")
         assert t.operator_name == "CbmDockerOperator" and t.partial_kwargs["image"] == "cbm-airflow:latest"
+        assert "command" in t.template_fields
     finally:
         os.environ["CBM_AOI_DIR"] = airflow_env["CBM_AOI_DIR"]
     docker = shutil.which("docker")

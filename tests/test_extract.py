@@ -109,6 +109,21 @@ def test_parcel_index_is_exact_pixel_centre_membership():
     assert idx.npix[-1] == 252                # SOURCE.md: the maize parcel covers 252 pixels
 
 
+@pytest.mark.parametrize("all_touched", [False, True])
+def test_shared_pixels_match_rasterizing_each_parcel_alone(all_touched):
+    """SYNTHETIC boxes meeting inside a pixel column (x = 24.7 on a 10 m grid): with
+    all_touched both claim that column; each parcel must keep every pixel it claims alone."""
+    from rasterio.features import rasterize as burn
+
+    geoms = np.asarray([shapely.box(0, 0, 24.7, 100), shapely.box(24.7, 0, 100, 100)], dtype=object)
+    grid = rasterize.Grid(epsg=32631, res=10.0, x0=0.0, y0=100.0, width=10, height=10)
+    idx = rasterize.build_index(np.arange(2), geoms, grid, all_touched=all_touched)
+    alone = [int(burn([(g, 1)], out_shape=(10, 10), transform=grid.transform, all_touched=all_touched).sum())
+             for g in geoms]
+    assert idx.npix.tolist() == alone
+    assert alone == ([30, 80] if all_touched else [20, 80])
+
+
 def test_grid_lattice_and_offsets():
     g = rasterize.Grid.from_raster(32631, rasterio.Affine(10, 0, 499980, 0, -10, 5700000), 10980, 10980)
     assert g.lattice == (32631, 10.0, 0.0, 0.0)

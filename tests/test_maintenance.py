@@ -50,7 +50,7 @@ def test_cloudy_deletion_is_opt_in(db_url, db_schema):
 def test_vacuum_cluster_and_backup(db_url, db_schema, tmp_path, pid_indexes):
     cfg = seeded(db_url, db_schema, pid_indexes=pid_indexes)
     rep = run_maintenance(db_url, cfg, backup_dir=str(tmp_path))
-    assert rep["cluster"] == "done" and "vacuum_sigs_s" in rep
+    assert rep["cluster_sigs"] == rep["cluster_hists"] == "done" and "vacuum_sigs_s" in rep
     with psycopg.connect(db_url) as c:
         idx = {r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (db_schema,))}
         clustered = c.execute("""SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -65,3 +65,14 @@ def test_vacuum_cluster_and_backup(db_url, db_schema, tmp_path, pid_indexes):
     for table in ("sigs", "hists", "dias_catalogue", "aois"):
         assert f"TABLE DATA {db_schema} {table}" in listing
     assert "sizes_after" in rep and rep["sizes_after"]["sigs"] > 0
+
+
+def test_cluster_is_skipped_while_scenes_are_extracted(db_url, db_schema):
+    cfg = seeded(db_url, db_schema)
+    with psycopg.connect(db_url) as c:
+        c.execute(f"""INSERT INTO "{db_schema}".dias_catalogue (id, obstime, reference, sensor, card)
+                      VALUES (10, now(), 'x', '2A', 's2')""")
+        c.execute(f"""INSERT INTO "{db_schema}".scene_stages (obsid, stage, status, lease_owner, lease_expires)
+                      VALUES (10, 's2_10m', 'inprogress', 'w', now() + interval '1 hour')""")
+    rep = run_maintenance(db_url, cfg)
+    assert rep["cluster_sigs"] == rep["cluster_hists"] == "skipped (1 stages in progress)"

@@ -98,3 +98,24 @@ def test_missing_file_and_non_polygon_layer(db_url, db_schema, tmp_path):
         {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [4, 51]}}]}))
     with pytest.raises(ParcelImportError, match="not polygonal"):
         import_parcels(db_url, cfg_for(db_schema), pts)
+
+
+def test_gdal_connection_string_escapes_the_password():
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from cbm_ops.parcels import _pg_conninfo
+
+    pw = "ab'c d\\SECRET"
+    info = _pg_conninfo(f"postgresql://cbm:{quote(pw, safe='')}@db.example:5433/cbm")
+    assert conninfo_to_dict(info) == {"user": "cbm", "password": pw, "host": "db.example", "port": "5433",
+                                      "dbname": "cbm"}
+
+
+def test_empty_parcel_file_is_a_clear_error(db_url, db_schema, tmp_path):
+    empty = tmp_path / "empty.geojson"
+    empty.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": "urn:ogc:def:crs:EPSG::32631"}}, "features": []}))
+    with pytest.raises(ParcelImportError, match="no parcels"):
+        import_parcels(db_url, cfg_for(db_schema), empty)

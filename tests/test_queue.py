@@ -232,3 +232,50 @@ def test_retry_of_the_same_task_takes_over_its_leases(db_url, db_schema):
                                              steal_prefix="cbm_x/run1/bs.extract/1@")] == []
         got = queue.claim(conn, cfg, "bs", retry, obsids=[held.obsid], steal_prefix=f"{label}@")
     assert [(c.obsid, c.attempts) for c in got] == [(held.obsid, 2)]
+
+
+def test_schema_check_does_not_block_running_workers(db_url, db_schema):
+    """ensure_schema on a current schema takes no table lock (a worker holds row locks)."""
+    import threading
+
+    from cbm_ops.db import SCHEMA_VERSION, ensure_schema
+
+    cfg = make_cfg(db_schema)
+    seed(db_url, cfg, n_s2=2)
+    worker = psycopg.connect(db_url)                       # uncommitted claim: row locks held
+    queue.claim(worker, cfg, "scl", queue.new_owner("w"), n=1)
+    done = []
+    t = threading.Thread(target=lambda: done.append(ensure_schema(db_url, db_schema)), daemon=True)
+    t.start()
+    t.join(timeout=15)
+    try:
+        assert done == [False]                             # returned at once, nothing applied
+    finally:
+        worker.rollback()
+        worker.close()
+    with psycopg.connect(db_url) as c:
+        assert c.execute(f'SELECT max(version) FROM "{db_schema}".cbm_schema').fetchone()[0] == SCHEMA_VERSION
+
+
+def test_cleanup_and_a_late_writer_do_not_deadlock(db_url, db_schema):
+    """A worker whose lease expired is writing (stage row locked, then catalogue row) while
+    cleanup runs: cleanup skips the locked stage, finishes, and the write commits."""
+    import threading
+
+    cfg = make_cfg(db_schema, lease_minutes=1.0 / 60)
+    seed(db_url, cfg, n_s2=0, n_bs=2)
+    owner = queue.new_owner("late")
+    with transaction(db_url) as conn:
+        c = queue.claim(conn, cfg, "bs", owner, n=1)[0]
+    time.sleep(1.2)                                            # lease expired, nobody took it
+    worker = psycopg.connect(db_url)
+    queue.lock_claim(worker, cfg, c, owner)                    # the write transaction begins
+    result = {}
+    t = threading.Thread(target=lambda: result.update(rep=queue.cleanup(db_url, cfg)), daemon=True)
+    t.start()
+    t.join(timeout=20)
+    assert "rep" in result and result["rep"].requeued == {}   # finished, skipped the locked stage
+    queue.complete(worker, cfg, c, owner, rows=1)              # stage row, then catalogue row
+    worker.commit()
+    worker.close()
+    assert stage_status(db_url, db_schema, "bs")[c.obsid] == "extracted"

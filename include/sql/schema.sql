@@ -109,3 +109,10 @@ CREATE TABLE IF NOT EXISTS {schema}.parcel_grid_chunks (
     data    bytea NOT NULL,
     PRIMARY KEY (grid_id, seq)
 );
+
+-- Schema version of this AOI: ensure_schema skips all DDL above (and its table locks)
+-- when the recorded version is current.
+CREATE TABLE IF NOT EXISTS {schema}.cbm_schema (
+    version    integer NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,1 @@
+INSERT INTO {schema}.cbm_schema (version) VALUES (%(version)s)
