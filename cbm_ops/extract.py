@@ -55,15 +55,15 @@ def _window(ds_grid: Grid, idx: ParcelIndex) -> tuple[Any, int, int] | None:
     return Window(col0, row0, col1 - col0, row1 - row0), r_off + row0, c_off + col0
 
 
-def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig) -> tuple[np.ndarray | None, int, int,
-                                                                          ParcelIndex, str, float | None]:
+def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig
+              ) -> tuple[np.ndarray | None, int, int, ParcelIndex, float | None]:
     """Decode the window of one band that the AOI's parcels need.
 
     Returns
     -------
-    (array or None, int, int, ParcelIndex, str, float or None)
+    (array or None, int, int, ParcelIndex, float or None)
         Window array (native dtype, None when no parcel lies in the image), its grid
-        row/col, the parcel index, the index source (``stored``/``scene``) and nodata.
+        row/col, the parcel index of the image's grid, and the nodata value.
 
     Raises
     ------
@@ -77,16 +77,16 @@ def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig) -> tuple[np.nda
     try:
         with rasterio.open(path) as ds:
             grid = Grid.from_raster(_epsg(ds), ds.transform, ds.width, ds.height)
-            idx, source = index_for_grid(url, cfg, grid)
+            idx = index_for_grid(url, cfg, grid)
             win = _window(grid, idx)
             nodata = ds.nodatavals[bf.index - 1]
             if nodata is None:
                 nodata = bf.nodata
             if win is None:
-                return None, 0, 0, idx, source, nodata
+                return None, 0, 0, idx, nodata
             window, r0, c0 = win
             arr = ds.read(bf.index, window=window)
-            return arr, r0, c0, idx, source, nodata
+            return arr, r0, c0, idx, nodata
     except GridError as exc:
         raise SceneError("Grid error", f"{bf.band}: {exc}", retryable=False) from None
     except RasterioError as exc:
@@ -119,7 +119,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     codes: list[str] = []
     pids: np.ndarray | None = None
     hists: tuple[bytes, int] | None = None
-    parcels_with_data: set[int] = set()
+    has_data: np.ndarray | None = None      # per parcel of the stage's index: any valid pixel
     try:
         with store.product(rel) as prod:
             files, offsets = band_files(prod, cfg, claim.stage, claim.card, claim.reference,
@@ -128,7 +128,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                 ta = time.perf_counter()
                 for comp in bf.companions:
                     prod.local(comp)
-                arr, r0, c0, idx, _source, nodata = read_band(prod.local(bf.rel), bf, url, cfg)
+                arr, r0, c0, idx, nodata = read_band(prod.local(bf.rel), bf, url, cfg)
                 tb = time.perf_counter()
                 t_read += tb - ta
                 if arr is None:
@@ -138,7 +138,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     nclasses = int(arr.max()) + 1 if arr.size else 1
                     counts = kernels.parcel_histograms(*args, nclasses, int(nodata or 0), nodata is not None)
                     hists = kernels.hist_copy_text(idx.pids, claim.obsid, counts)
-                    parcels_with_data.update(idx.pids[counts.sum(axis=1) > 0].tolist())
+                    valid = counts.sum(axis=1) > 0
                 else:
                     st = kernels.parcel_stats(*args, idx.max_pixels, nodata)
                     if bf.offset:
@@ -149,7 +149,8 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     pids = idx.pids
                     stats.append(st)
                     codes.append(bf.band)
-                    parcels_with_data.update(idx.pids[st[:, 0] > 0].tolist())
+                    valid = st[:, 0] > 0
+                has_data = valid if has_data is None else has_data | valid
                 t_stats += time.perf_counter() - tb
                 del arr
                 if time.perf_counter() - renewed > cfg.lease_minutes * 20:   # a third of the lease
@@ -158,16 +159,17 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     renewed = time.perf_counter()
     except FileNotFoundError as exc:
         raise SceneError("No file", str(exc), retryable=True) from None
+    n_parcels = int(has_data.sum()) if has_data is not None else 0
     tw = time.perf_counter()
     with transaction(url) as conn:
         n_rows = writer.write_stage(
             conn, cfg, claim, owner, sigs=(pids, codes, stats) if kind == "stats" and stats else None,
             hists=(hists or (b"", 0)) if kind == "hist" else None, bands=[b.band for b in files],
-            offsets=offsets or None, parcels=len(parcels_with_data), seconds=time.perf_counter() - t0)
+            offsets=offsets or None, parcels=n_parcels, seconds=time.perf_counter() - t0)
     total = time.perf_counter() - t0
     result = {"obsid": claim.obsid, "reference": claim.reference, "stage": claim.stage,
               "status": queue.EXTRACTED if n_rows else queue.NO_PARCELS,
-              "parcels": len(parcels_with_data), "rows": n_rows, "read_s": round(t_read, 3),
+              "parcels": n_parcels, "rows": n_rows, "read_s": round(t_read, 3),
               "stats_s": round(t_stats, 3), "write_s": round(time.perf_counter() - tw, 3),
               "seconds": round(total, 3)}
     log.info("scene %s %s: %s, %d parcels, %d rows, %.2f s (read %.2f, stats %.2f, write %.2f)",

@@ -346,14 +346,9 @@ def _cached(key: tuple, make) -> ParcelIndex:
     return idx
 
 
-def index_for_grid(url: str, cfg: AoiConfig, image: Grid) -> tuple[ParcelIndex, str]:
-    """The parcel index for an image grid: stored lattice index, else rasterized now.
-
-    Returns
-    -------
-    (ParcelIndex, str)
-        The index and where it came from: ``"stored"`` or ``"scene"``.
-    """
+def index_for_grid(url: str, cfg: AoiConfig, image: Grid) -> ParcelIndex:
+    """The parcel index for an image grid: the stored lattice index, else rasterized now
+    (kept in a small per-process cache)."""
     lattice = image.lattice
     with transaction(url) as conn:
         version = parcels_version(conn, cfg)
@@ -369,9 +364,12 @@ def index_for_grid(url: str, cfg: AoiConfig, image: Grid) -> tuple[ParcelIndex, 
                 data = b"".join(bytes(r[0]) for r in chunks)
                 return ParcelIndex.from_bytes(data, grid, cfg.all_touched, version)
 
-            return _cached((cfg.schema, "stored", grid_id, created), load), "stored"
-        return _cached((cfg.schema, "scene", lattice, cfg.all_touched, version),
-                       lambda: aoi_index(conn, cfg, lattice)), "scene"
+            return _cached((cfg.schema, "stored", grid_id, created), load)
+        def build():
+            log.info("no stored parcel index for lattice %s: rasterizing for the scene", lattice)
+            return aoi_index(conn, cfg, lattice)
+
+        return _cached((cfg.schema, "scene", lattice, cfg.all_touched, version), build)
 
 
 def rasterize_aoi(url: str, cfg: AoiConfig, epsgs: list[int] | None = None,
