@@ -6,21 +6,22 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help sysdeps venv test demo demo-ui demo-stop bench lint sample clean
+.PHONY: help sysdeps venv test test-stack stack stack-stop screenshots demo demo-ui demo-stop bench lint sample clean
 
 help:
-	@echo "make demo | demo-ui | demo-stop | test | bench | lint | sample | clean"
+	@echo "make demo | demo-ui | demo-stop | test | test-stack | stack | stack-stop | screenshots | bench | lint | sample | clean"
 
 sysdeps:
 	@bash scripts/install-system-deps.sh
 
 # The GDAL bindings are built against the system GDAL after numpy (see requirements.txt).
-$(STAMP): requirements.txt | sysdeps
+$(STAMP): requirements.txt pyproject.toml | sysdeps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-cache-dir --no-build-isolation "gdal==$$(gdal-config --version)"
-	$(PY) -c "from osgeo import gdal_array; import rasterio, numba, airflow"
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -c "from osgeo import gdal_array; import rasterio, numba, airflow, cbm_ops"
 	touch $(STAMP)
 
 venv: sysdeps $(STAMP)
@@ -40,8 +41,22 @@ demo-stop: venv
 bench: venv
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
+# A real Airflow 3 deployment on this host (CeleryExecutor, two workers): scripts/stack.py.
+stack: venv
+	$(PY) scripts/stack.py start
+
+stack-stop: venv
+	$(PY) scripts/stack.py stop
+
+test-stack: venv
+	$(PY) -m pytest tests_stack $(PYTEST_ARGS)
+
+screenshots: venv
+	$(PY) scripts/screenshots.py
+
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy cbm_ops
 
 # Rebuild include/sample/ from ../shared/data (not needed for demo/test: the sample is committed).
 sample: venv

@@ -11,10 +11,13 @@ caller (an Airflow Connection through :mod:`plugins.cbm_plugin`) or from the env
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -26,8 +29,34 @@ from psycopg import sql
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-SQL_DIR = Path(os.environ.get("CBM_SQL_DIR", PROJECT_DIR / "include" / "sql"))
+
+def _project_dir() -> Path:
+    """The project directory (``include/aois``, ``include/sample``, relative AOI paths).
+
+    ``CBM_PROJECT_DIR``; else the source checkout this package lives in (``pip install -e``
+    or ``PYTHONPATH``); else the current directory (a wheel installed in site-packages).
+    """
+    if os.environ.get("CBM_PROJECT_DIR"):
+        return Path(os.environ["CBM_PROJECT_DIR"]).resolve()
+    src = Path(__file__).resolve().parent.parent
+    if (src / "include" / "sql").is_dir():
+        return src
+    return Path.cwd()
+
+
+def _sql_dir() -> Path:
+    if os.environ.get("CBM_SQL_DIR"):
+        return Path(os.environ["CBM_SQL_DIR"])
+    src = Path(__file__).resolve().parent.parent / "include" / "sql"
+    if src.is_dir():
+        return src
+    from importlib.resources import files
+
+    return Path(str(files("cbm_ops.sql")))     # the copy a wheel ships (pyproject.toml)
+
+
+PROJECT_DIR = _project_dir()
+SQL_DIR = _sql_dir()
 
 
 class ConfigError(ValueError):
@@ -103,6 +132,12 @@ def _libpq_url(url: str) -> str:
     return url
 
 
+# Server-side TCP keepalive of our sessions: a worker host that vanishes (power, network)
+# is noticed by PostgreSQL within about a minute, which releases its session locks (the
+# scene queue's liveness locks, see cbm_ops.queue).
+SESSION_SETTINGS = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
+
+
 def connect(url: str, *, autocommit: bool = False, application_name: str = "cbm-airflow"
             ) -> psycopg.Connection:
     """Open a psycopg 3 connection.
@@ -120,17 +155,83 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "cbm-
         If the server cannot be reached or refuses the login.
     """
     return psycopg.connect(_libpq_url(url), autocommit=autocommit,
-                           application_name=application_name)
+                           application_name=application_name, options=_options())
+
+
+def _options() -> str:
+    return " ".join(f"-c {k}={v}" for k, v in SESSION_SETTINGS.items())
+
+
+_POOLS: dict[tuple[int, str], object] = {}
+_POOLS_LOCK = threading.Lock()
+POOL_MAX_SIZE = int(os.environ.get("CBM_DB_POOL_MAX", "8"))
+
+
+def pool(url: str):
+    """The connection pool of this process for ``url`` (``psycopg_pool.ConnectionPool``).
+
+    One pool per process and database: a forked child (Airflow task runner, Celery
+    prefork) gets its own pool instead of sharing its parent's sockets. Connections are
+    checked before they are handed out, so a database restart costs one reconnect,
+    not a failed task. ``CBM_DB_POOL_MAX`` caps its size (default 8).
+    """
+    from psycopg_pool import ConnectionPool
+
+    key = (os.getpid(), url)
+    p = _POOLS.get(key)
+    if p is None:
+        with _POOLS_LOCK:
+            p = _POOLS.get(key)
+            if p is None:
+                p = ConnectionPool(
+                    _libpq_url(url), min_size=0, max_size=POOL_MAX_SIZE, open=True, timeout=60.0,
+                    max_idle=300.0, check=ConnectionPool.check_connection, name="cbm",
+                    kwargs={"application_name": "cbm-airflow", "options": _options()})
+                _POOLS[key] = p
+    return p
+
+
+@atexit.register
+def _close_pools() -> None:
+    for key, p in list(_POOLS.items()):
+        if key[0] == os.getpid():
+            try:
+                p.close(timeout=2.0)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+    _POOLS.clear()
+
+
+def close_pools() -> None:
+    """Close this process's pools (tests that restart the server, long-lived callers)."""
+    _close_pools()
 
 
 @contextmanager
 def transaction(url: str) -> Iterator[psycopg.Connection]:
-    """Connection whose work commits on success and rolls back on any exception."""
-    with connect(url) as conn:  # psycopg commits on clean exit, rolls back on error
+    """A pooled connection whose work commits on success and rolls back on any exception.
+
+    Raises
+    ------
+    psycopg_pool.PoolTimeout
+        If no connection could be had within 60 s (the server is unreachable).
+    """
+    with pool(url).connection() as conn:  # commit on clean exit, rollback on error
         yield conn
 
 
-SCHEMA_VERSION = 1   # bump with every change of include/sql/schema.sql
+# DDL files applied by ensure_schema, in order; their content hash is the schema version,
+# so any edit of them is applied at the next setup and an unchanged schema costs one read.
+SCHEMA_FILES = ("schema", "schema_harvest", "schema_views")
+
+
+def schema_version() -> str:
+    """Hash of the DDL files of :data:`SCHEMA_FILES` that exist (16 hex digits)."""
+    h = hashlib.sha256()
+    for name in SCHEMA_FILES:
+        if (SQL_DIR / f"{name}.sql").exists():
+            h.update(name.encode() + b"\0" + _sql_text(name).encode() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> bool:
@@ -164,11 +265,13 @@ def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> bool:
                                "ask the DBA for CREATE EXTENSION postgis")
         conn.execute(q("schema_lock"), {"key": f"cbm-schema:{schema}"})
         conn.execute(q("schema_lock_timeout"))
-        conn.execute(q("schema", schema=schema))
+        for name in SCHEMA_FILES:
+            if (SQL_DIR / f"{name}.sql").exists():
+                conn.execute(q(name, schema=schema))
         if pid_indexes:
             conn.execute(q("pid_indexes", schema=schema))
-        conn.execute(q("schema_version_set", schema=schema), {"version": SCHEMA_VERSION})
-    log.info("schema %s created/upgraded to version %d", schema, SCHEMA_VERSION)
+        conn.execute(q("schema_version_set", schema=schema), {"version": schema_version()})
+    log.info("schema %s created/upgraded to version %s", schema, schema_version())
     return True
 
 
@@ -178,7 +281,7 @@ def _schema_current(url: str, schema: str, pid_indexes: bool) -> bool:
         if not exists:
             return False
         version = conn.execute(q("schema_version_get", schema=schema)).fetchone()[0]
-        if version != SCHEMA_VERSION:
+        if version != schema_version():
             return False
         if pid_indexes:
             return bool(conn.execute(q("pid_indexes_present"), {

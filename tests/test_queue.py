@@ -238,7 +238,7 @@ def test_schema_check_does_not_block_running_workers(db_url, db_schema):
     """ensure_schema on a current schema takes no table lock (a worker holds row locks)."""
     import threading
 
-    from cbm_ops.db import SCHEMA_VERSION, ensure_schema
+    from cbm_ops.db import ensure_schema, schema_version
 
     cfg = make_cfg(db_schema)
     seed(db_url, cfg, n_s2=2)
@@ -254,7 +254,7 @@ def test_schema_check_does_not_block_running_workers(db_url, db_schema):
         worker.rollback()
         worker.close()
     with psycopg.connect(db_url) as c:
-        assert c.execute(f'SELECT max(version) FROM "{db_schema}".cbm_schema').fetchone()[0] == SCHEMA_VERSION
+        assert c.execute(f'SELECT version FROM "{db_schema}".cbm_schema').fetchone()[0] == schema_version()
 
 
 def test_cleanup_and_a_late_writer_do_not_deadlock(db_url, db_schema):

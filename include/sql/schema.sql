@@ -81,6 +81,14 @@ CREATE TABLE IF NOT EXISTS {schema}.scene_stages (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (obsid, stage)
 );
+ALTER TABLE {schema}.scene_stages
+    -- what produced the stage's rows (last success): package version and git commit,
+    -- extraction parameters, product baseline and catalogue source (cbm_ops.extract)
+    ADD COLUMN IF NOT EXISTS lineage       jsonb,
+    -- quality gate result of the last extraction: checks, measured values, thresholds
+    ADD COLUMN IF NOT EXISTS quality       jsonb,
+    -- an operator accepted a Quarantined stage (`release`): the next extraction skips the gate
+    ADD COLUMN IF NOT EXISTS gate_released boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS scene_stages_stage_status_idx ON {schema}.scene_stages (stage, status);
 
 -- Parcels rasterized on a UTM lattice (EPSG, resolution, origin modulo resolution): the
@@ -112,7 +120,9 @@ CREATE TABLE IF NOT EXISTS {schema}.parcel_grid_chunks (
 
 -- Schema version of this AOI: ensure_schema skips all DDL above (and its table locks)
 -- when the recorded version is current.
+-- The version is a hash of the DDL files (cbm_ops.db.SCHEMA_FILES).
 CREATE TABLE IF NOT EXISTS {schema}.cbm_schema (
-    version    integer NOT NULL,
+    version    text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE {schema}.cbm_schema ALTER COLUMN version TYPE text;
