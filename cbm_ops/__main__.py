@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     cmd("init-db", "create or upgrade the AOI's schema and tables")
+    cmd("migrate-partitions", "convert unpartitioned sigs/hists of an earlier version to partitioned "
+        "tables (in place, no row copied)")
 
     p = cmd("import-parcels", "import a parcel file into PostGIS and set the AOI row")
     p.add_argument("--file", help="parcel file (default: parcels.source of the AOI)")
@@ -105,6 +107,10 @@ def _run(args: argparse.Namespace, cfg, url: str):
     if args.command == "init-db":
         db.ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
         return None
+    if args.command == "migrate-partitions":
+        from .partitions import migrate
+
+        return migrate(url, cfg)
     if args.command == "import-parcels":
         from .parcels import import_parcels
 

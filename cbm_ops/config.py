@@ -141,6 +141,7 @@ class AoiConfig(_Strict):
     lease_minutes: float = Field(default=60, gt=0)
     all_touched: bool = False
     pid_indexes: bool = False          # reference sigs_pidx/hists_pidx (slower writes)
+    partition_obsids: int = Field(default=500, ge=1)   # scenes (obsids) per partition of sigs/hists
     s2_nodata: int = 0
     s1_nodata: float = 0.0
     maintenance: MaintenanceConfig = MaintenanceConfig()

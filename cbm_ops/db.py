@@ -72,13 +72,17 @@ def _sql_text(name: str) -> str:
         raise ConfigError(f"SQL file {path} not found (CBM_SQL_DIR={SQL_DIR})") from None
 
 
-def q(name: str, **identifiers: str) -> sql.Composed:
+def q(name: str, literals: dict[str, object] | None = None, **identifiers: str) -> sql.Composed:
     """Load ``include/sql/<name>.sql`` with its identifiers filled in.
 
     Parameters
     ----------
     name : str
         File name without ``.sql``.
+    literals : dict, optional
+        Values for ``{placeholders}`` of DDL statements, which take no bound parameters
+        (partition bounds): composed with :class:`psycopg.sql.Literal`, i.e. quoted and
+        escaped by psycopg, never pasted as text.
     **identifiers : str
         Values for the ``{placeholders}`` of the file, quoted as SQL identifiers.
         A dotted value such as ``"cbm.parcels"`` is not allowed: pass schema and table
@@ -89,8 +93,9 @@ def q(name: str, **identifiers: str) -> sql.Composed:
     psycopg.sql.Composed
         Statement(s) ready for ``cursor.execute`` with bound parameters.
     """
-    return sql.SQL(_sql_text(name)).format(
-        **{k: sql.Identifier(v) for k, v in identifiers.items()})
+    parts: dict[str, sql.Composable] = {k: sql.Identifier(v) for k, v in identifiers.items()}
+    parts.update({k: sql.Literal(v) for k, v in (literals or {}).items()})
+    return sql.SQL(_sql_text(name)).format(**parts)
 
 
 def db_url_from_env(conn_id: str = "cbm_db") -> str:
@@ -234,7 +239,7 @@ def schema_version() -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> bool:
+def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False, check_legacy: bool = True) -> bool:
     """Create or upgrade the cbm-airflow tables in ``schema`` (idempotent).
 
     When the schema's recorded version is current (and the pid indexes are there if
@@ -256,8 +261,13 @@ def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> bool:
         If the PostGIS extension is not installed in the database.
     psycopg.errors.LockNotAvailable
         If the tables stayed locked by other sessions for 30 s (retry later).
+    cbm_ops.partitions.LegacySchemaError
+        If sigs/hists are unpartitioned tables of an earlier version (unless
+        ``check_legacy`` is False, as for the migration itself).
     """
     if _schema_current(url, schema, pid_indexes):
+        if check_legacy:
+            _check_legacy(url, schema)
         return False
     with transaction(url) as conn:
         if conn.execute(q("postgis_installed")).fetchone() is None:
@@ -272,7 +282,21 @@ def ensure_schema(url: str, schema: str, *, pid_indexes: bool = False) -> bool:
             conn.execute(q("pid_indexes", schema=schema))
         conn.execute(q("schema_version_set", schema=schema), {"version": schema_version()})
     log.info("schema %s created/upgraded to version %s", schema, schema_version())
+    if check_legacy:
+        _check_legacy(url, schema)
     return True
+
+
+def _check_legacy(url: str, schema: str) -> None:
+    with transaction(url) as conn:
+        kinds = conn.execute(q("partition_kinds"), {"sigs": f'"{schema}".sigs', "hists": f'"{schema}".hists'}
+                             ).fetchone()
+    if kinds is not None and "r" in kinds:
+        from .partitions import LegacySchemaError
+
+        raise LegacySchemaError(
+            f"{schema}.sigs/hists are unpartitioned tables of an earlier version: convert them with "
+            f"`cbm migrate-partitions --aoi <aoi>` (no rows are copied; README, Database)")
 
 
 def _schema_current(url: str, schema: str, pid_indexes: bool) -> bool:

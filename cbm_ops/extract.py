@@ -25,6 +25,7 @@ import psycopg
 from . import kernels, queue, writer
 from .config import STAGES, AoiConfig
 from .db import transaction
+from .partitions import ensure_partition
 from .rasterize import Grid, GridError, ParcelIndex, build_index, index_for_grid
 from .scenes import BandFile, SceneError, band_files
 from .store import MountStore, S3Store, make_store, product_path
@@ -161,9 +162,10 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
         raise SceneError("No file", str(exc), retryable=True) from None
     n_parcels = int(has_data.sum()) if has_data is not None else 0
     tw = time.perf_counter()
+    part = ensure_partition(url, cfg, claim.obsid)
     with transaction(url) as conn:
         n_rows = writer.write_stage(
-            conn, cfg, claim, owner, sigs=(pids, codes, stats) if kind == "stats" and stats else None,
+            conn, cfg, claim, owner, part, sigs=(pids, codes, stats) if kind == "stats" and stats else None,
             hists=(hists or (b"", 0)) if kind == "hist" else None, bands=[b.band for b in files],
             offsets=offsets or None, parcels=n_parcels, seconds=time.perf_counter() - t0)
     total = time.perf_counter() - t0

@@ -3,11 +3,12 @@
 * Opt-in deletion of ``sigs`` rows of fully cloud-covered parcel-dates: parcels whose SCL
   histogram of that scene holds class 9 (cloud high probability) only. The histogram
   itself is kept, so the cloud information is not lost.
-* ``VACUUM ANALYZE`` and ``CLUSTER`` of sigs and hists on pid (the typical access is one
-  parcel's time series). Both refuse to run inside a transaction, so they use an
-  autocommit connection. CLUSTER rewrites the table under an exclusive lock and needs
-  free disk space for a copy; it is skipped while scenes are being extracted. Without the
-  permanent pid indexes (``pid_indexes`` off) one is built for the CLUSTER and dropped.
+* ``VACUUM ANALYZE`` of every table and ``CLUSTER`` on pid of the cold partitions of sigs
+  and hists (the typical access is one parcel's time series), partition by partition
+  (:mod:`cbm_ops.partitions`), so extraction of new scenes is never blocked. Both refuse
+  to run inside a transaction, so they use an autocommit connection. CLUSTER rewrites a
+  partition under an exclusive lock and needs free disk space for a copy of it. Without
+  the permanent pid indexes (``pid_indexes`` off) one is built for the CLUSTER and dropped.
 * ``pg_dump`` (custom format) of the AOI schema: catalogue, parcels and results. The
   password goes to pg_dump through ``PGPASSWORD``, never on its command line or in logs.
 """
@@ -28,6 +29,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .config import AoiConfig
 from .db import _libpq_url, connect, q, transaction
+from .partitions import Partition, list_partitions
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,21 @@ log = logging.getLogger(__name__)
 def delete_cloudy_sigs(url: str, cfg: AoiConfig) -> int:
     """Delete sigs rows of parcel-dates whose SCL histogram is class 9 only.
 
+    One partition pair per transaction; scenes with a stage in progress are left alone
+    (their writer replaces their rows).
+
     Returns
     -------
     int
         Rows deleted.
     """
+    n = 0
     with transaction(url) as conn:
-        n = conn.execute(q("sigs_delete_cloudy", schema=cfg.schema)).rowcount
+        parts = list_partitions(conn, cfg.schema)
+    for p in parts:
+        with transaction(url) as conn:
+            n += conn.execute(q("sigs_delete_cloudy", schema=cfg.schema, sigs_part=p.sigs,
+                                hists_part=p.hists)).rowcount
     log.info("deleted %d sigs rows of fully cloud-covered (SCL 9 only) parcel-dates", n)
     return n
 
@@ -52,49 +62,100 @@ def _sizes(url: str, schema: str) -> dict[str, int]:
 
 
 def vacuum_cluster(url: str, cfg: AoiConfig, *, cluster: bool = True) -> dict[str, Any]:
-    """VACUUM ANALYZE every table of the schema; CLUSTER sigs and hists on pid.
+    """VACUUM ANALYZE every table, partition by partition; CLUSTER cold partitions on pid.
+
+    * VACUUM (SHARE UPDATE EXCLUSIVE on one table at a time) runs beside extraction.
+    * CLUSTER rewrites one partition of sigs or hists in pid order under ACCESS EXCLUSIVE
+      on that partition only. It runs on *cold* partitions: every obsid of the range is
+      assigned (new scenes go to newer partitions), no stage of the range is pending or
+      in progress, and the partition changed since its last CLUSTER. So it never blocks
+      the extraction of new scenes; a parcel time-series read waits for the partition
+      being clustered. It gives up after 10 s if a writer holds the partition (a
+      requeued old scene). Without the permanent pid indexes (``pid_indexes`` off) an
+      index on pid is built for the CLUSTER and dropped again.
+    * ANALYZE of the partitioned parents (the planner's estimates for whole-table
+      queries) comes last.
 
     Returns
     -------
     dict
-        Seconds per step and, per table, whether CLUSTER ran: it is skipped while stages
-        are in progress (it would block their writes for its whole duration) and when
-        the table stays locked for 10 s.
+        Seconds per step; ``partitions``: per partition (``lo``) what CLUSTER did
+        (``done``, ``skipped: <reason>``, ``unchanged``); ``cluster_sigs`` /
+        ``cluster_hists``: ``done`` if any partition was clustered, else the reasons.
     """
     out: dict[str, Any] = {}
+    schema = cfg.schema
+    with transaction(url) as conn:
+        parts = list_partitions(conn, schema)
     with connect(url, autocommit=True) as conn:
         conn.execute(q("maintenance_lock_timeout"))
-        for table in ("dias_catalogue", "scene_stages", "hists", "sigs"):
-            t0 = time.perf_counter()
-            conn.execute(q("vacuum_table", schema=cfg.schema, table=table))
-            out[f"vacuum_{table}_s"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        for table in ("dias_catalogue", "scene_stages", "aois", "result_partitions"):
+            conn.execute(q("vacuum_table", schema=schema, table=table))
+        for p in parts:
+            for table in (p.sigs, p.hists):
+                conn.execute(q("vacuum_table", schema=schema, table=table))
+        out["vacuum_s"] = round(time.perf_counter() - t0, 2)
+        per_part: dict[int, dict[str, str]] = {}
         if not cluster:
             out["cluster"] = "off"
-        for table, index in (("hists", "hists_pidx"), ("sigs", "sigs_pidx")) if cluster else ():
-            # checked right before each CLUSTER: it holds an exclusive lock for its whole run
-            busy = conn.execute(q("stages_in_progress", schema=cfg.schema)).fetchone()[0]
-            if busy:
-                log.warning("CLUSTER of %s skipped: %d scene stages are in progress", table, busy)
-                out[f"cluster_{table}"] = f"skipped ({busy} stages in progress)"
-                continue
-            t0 = time.perf_counter()
-            ids = {"schema": cfg.schema, "table": table, "index": index}
-            try:
-                # Without the permanent pid index (pid_indexes off, faster writes) one is
-                # built for the CLUSTER and dropped again.
-                conn.execute(q("pid_index_create", **ids))
-                conn.execute(q("cluster_table", **ids))
-                if not cfg.pid_indexes:
-                    conn.execute(q("index_drop", **ids))
-                conn.execute(q("analyze_table", **ids))
-            except psycopg.errors.LockNotAvailable:
-                log.warning("CLUSTER of %s skipped: the table stayed locked for 10 s", table)
-                out[f"cluster_{table}"] = "skipped (table locked)"
-                continue
-            out[f"cluster_{table}_s"] = round(time.perf_counter() - t0, 2)
-            out[f"cluster_{table}"] = "done"
-    log.info("maintenance %s: %s", cfg.schema, out)
+        for p in parts if cluster else ():
+            per_part[p.lo] = _cluster_partition(conn, cfg, p)
+        out["partitions"] = per_part
+        for kind in ("sigs", "hists"):
+            states = [v[kind] for v in per_part.values()]
+            out[f"cluster_{kind}"] = ("done" if "done" in states else "; ".join(sorted(set(states))) or
+                                      ("off" if not cluster else "no partitions"))
+        t0 = time.perf_counter()
+        try:
+            for table in ("sigs", "hists"):
+                conn.execute(q("analyze_table", schema=schema, table=table))
+        except psycopg.errors.LockNotAvailable:
+            log.warning("ANALYZE of the partitioned parents skipped: locked for 10 s")
+        out["analyze_parents_s"] = round(time.perf_counter() - t0, 2)
+    log.info("maintenance %s: %s", schema, out)
     return out
+
+
+def _cluster_partition(conn: psycopg.Connection, cfg: AoiConfig, p: Partition) -> dict[str, str]:
+    """CLUSTER one cold partition pair (autocommit connection); what was done per table."""
+    schema = cfg.schema
+    row = conn.execute(q("partition_activity", schema=schema),
+                       {"lo": p.lo, "hi": p.hi, "sigs": f'"{schema}".{p.sigs}',
+                        "hists": f'"{schema}".{p.hists}'}).fetchone()
+    assert row is not None
+    open_range, busy, mods, last_mods = row
+    if open_range:
+        why = "skipped: open (new scenes may still be written to it)"
+        return {"sigs": why, "hists": why}
+    if busy:
+        why = f"skipped: {busy} stages pending or in progress"
+        return {"sigs": why, "hists": why}
+    if last_mods is not None and mods == last_mods:
+        return {"sigs": "unchanged", "hists": "unchanged"}
+    done: dict[str, str] = {}
+    for kind, table in (("hists", p.hists), ("sigs", p.sigs)):
+        t0 = time.perf_counter()
+        existing = conn.execute(q("partition_pid_index"), {"table": f'"{schema}".{table}'}).fetchone()
+        index = existing[0] if existing else f"{table}_cluster_pid"
+        ids = {"schema": schema, "table": table, "index": index}
+        try:
+            if not existing:
+                conn.execute(q("pid_index_create", **ids))
+            conn.execute(q("cluster_table", **ids))
+            if not existing:
+                conn.execute(q("index_drop", **ids))
+            conn.execute(q("analyze_table", **ids))
+        except psycopg.errors.LockNotAvailable:
+            log.warning("CLUSTER of %s.%s skipped: the partition stayed locked for 10 s", schema, table)
+            done[kind] = "skipped: locked"
+            continue
+        done[kind] = "done"
+        log.info("clustered %s.%s on pid in %.1f s", schema, table, time.perf_counter() - t0)
+    if done.get("sigs") == done.get("hists") == "done":
+        conn.execute(q("partition_clustered", schema=schema),
+                     {"lo": p.lo, "sigs": f'"{schema}".{p.sigs}', "hists": f'"{schema}".{p.hists}'})
+    return done
 
 
 def backup(url: str, cfg: AoiConfig, directory: str | Path) -> Path:

@@ -31,6 +31,7 @@ import psycopg
 
 from .config import STAGES, AoiConfig
 from .db import q, transaction
+from .partitions import group_by_partition
 
 log = logging.getLogger(__name__)
 
@@ -262,13 +263,13 @@ def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
                 continue
             ids = [r[0] for r in rows]
             partial = [r[0] for r in rows if not r[1]]     # never completed before
-            if partial:
+            for part, ids_in in group_by_partition(conn, cfg.schema, partial).items():
                 if kind == "hist":
-                    deleted += conn.execute(q("hists_delete", schema=cfg.schema),
-                                            {"obsids": partial}).rowcount
+                    deleted += conn.execute(q("hists_delete", schema=cfg.schema, part=part.hists),
+                                            {"obsids": ids_in}).rowcount
                 else:
-                    deleted += conn.execute(q("sigs_delete", schema=cfg.schema),
-                                            {"obsids": partial, "bands": list(cfg.stored_bands(stage))}
+                    deleted += conn.execute(q("sigs_delete", schema=cfg.schema, part=part.sigs),
+                                            {"obsids": ids_in, "bands": list(cfg.stored_bands(stage))}
                                             ).rowcount
             conn.execute(q("cleanup_requeue", schema=cfg.schema), {"stage": stage, "obsids": ids})
             requeued[stage] = ids

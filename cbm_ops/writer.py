@@ -22,6 +22,7 @@ from . import queue
 from .config import AoiConfig
 from .db import q
 from .kernels import STAT_NAMES
+from .partitions import Partition
 
 PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 PGCOPY_TRAILER = b"\xff\xff"
@@ -86,9 +87,9 @@ def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.
     return memoryview(rows).cast("B"), int(rows.size)
 
 
-def copy_sigs(conn: psycopg.Connection, schema: str, pids: np.ndarray, obsid: int, bands: list[str],
-              stats: list[np.ndarray], *, chunk: int = 16384) -> int:
-    """Binary COPY of a scene's sigs rows into ``{schema}.sigs``, streamed in chunks.
+def copy_sigs(conn: psycopg.Connection, schema: str, part: str, pids: np.ndarray, obsid: int,
+              bands: list[str], stats: list[np.ndarray], *, chunk: int = 16384) -> int:
+    """Binary COPY of a scene's sigs rows into its partition ``{schema}.{part}``, in chunks.
 
     The tuples of ``chunk`` parcels are built (:func:`sigs_payload`) while psycopg's
     writer thread sends the previous ones, so the client's work overlaps the server's
@@ -104,7 +105,7 @@ def copy_sigs(conn: psycopg.Connection, schema: str, pids: np.ndarray, obsid: in
 
     cur = conn.cursor()
     rows = 0
-    with cur.copy(q("sigs_copy", schema=schema), writer=QueuedLibpqWriter(cur)) as cp:
+    with cur.copy(q("sigs_copy", schema=schema, part=part), writer=QueuedLibpqWriter(cur)) as cp:
         cp.write(PGCOPY_HEADER)
         for i in range(0, len(pids), chunk):
             part, n = sigs_payload(pids[i:i + chunk], obsid, bands, [st[i:i + chunk] for st in stats])
@@ -115,7 +116,8 @@ def copy_sigs(conn: psycopg.Connection, schema: str, pids: np.ndarray, obsid: in
     return rows
 
 
-def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, owner: str, *,
+def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, owner: str,
+                part: Partition, *,
                 sigs: tuple[np.ndarray, list[str], list[np.ndarray]] | None = None,
                 hists: tuple[bytes, int] | None = None,
                 bands: list[str], offsets: dict[str, int] | None = None, parcels: int,
@@ -124,6 +126,10 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
 
     Parameters
     ----------
+    part : Partition
+        The result partitions of ``claim.obsid`` (:func:`cbm_ops.partitions.ensure_partition`,
+        called before this transaction): rows are deleted from and copied into the leaf
+        tables directly, so the write locks nothing but them.
     sigs : (ndarray, list of str, list of ndarray)
         ``(pids, bands, stats)`` for :func:`sigs_payload` (stats stages).
     hists : (bytes, int)
@@ -148,17 +154,19 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
     schema = cfg.schema
     rows = 0
     queue.lock_claim(conn, cfg, claim, owner)        # first lock: stage row, then catalogue
+    if claim.obsid not in part:
+        raise ValueError(f"obsid {claim.obsid} is not in partition [{part.lo}, {part.hi})")
     if hists is not None:
-        conn.execute(q("hists_delete", schema=schema), {"obsids": [claim.obsid]})
+        conn.execute(q("hists_delete", schema=schema, part=part.hists), {"obsids": [claim.obsid]})
         text, rows = hists
         if rows:
-            with conn.cursor().copy(q("hists_copy", schema=schema)) as cp:
+            with conn.cursor().copy(q("hists_copy", schema=schema, part=part.hists)) as cp:
                 cp.write(bytes(text))
     else:
-        conn.execute(q("sigs_delete", schema=schema), {"obsids": [claim.obsid], "bands": bands})
+        conn.execute(q("sigs_delete", schema=schema, part=part.sigs), {"obsids": [claim.obsid], "bands": bands})
         if sigs:
             pids, codes, stats = sigs
-            rows = copy_sigs(conn, schema, pids, claim.obsid, codes, stats)
+            rows = copy_sigs(conn, schema, part.sigs, pids, claim.obsid, codes, stats)
     queue.complete(conn, cfg, claim, owner, status=queue.EXTRACTED if rows else queue.NO_PARCELS,
                    parcels=parcels, rows=rows, seconds=round(seconds, 3))
     if offsets:   # after complete(): the catalogue row is locked after the stage row

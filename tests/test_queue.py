@@ -15,6 +15,7 @@ from cbm_ops import catalogue, queue
 from cbm_ops.config import AoiConfig
 from cbm_ops.db import transaction
 from cbm_ops.parcels import set_aoi
+from cbm_ops.partitions import ensure_partition
 
 AOI_WKT = "POLYGON((2.9 50.4, 4.5 50.4, 4.5 51.4, 2.9 51.4, 2.9 50.4))"
 FOOTPRINT = "MULTIPOLYGON(((2.9 50.4, 4.5 50.4, 4.5 51.4, 2.9 51.4, 2.9 50.4)))"
@@ -47,9 +48,11 @@ def seed(url: str, cfg: AoiConfig, n_s2: int, n_bs: int = 0) -> None:
             cloud_cover=None, product_identifier="/eodata/y", catalogue_id=None, source="test"))
     report = catalogue.HarvestReport()
     with transaction(url) as conn:
-        catalogue.upsert(conn, cfg.schema, recs, report)
+        ids = catalogue.upsert(conn, cfg.schema, recs, report)
         catalogue.enqueue(conn, cfg)
     assert report.inserted == n_s2 + n_bs, report.errors
+    for obsid in ids:                     # result partitions (extraction creates them on demand)
+        ensure_partition(url, cfg, obsid)
 
 
 def stage_status(url, schema, stage):

@@ -6,12 +6,18 @@ import numpy as np
 import psycopg
 import pytest
 
+import datetime as dt
+
 from cbm_ops import writer
+from cbm_ops.config import AoiConfig
 from cbm_ops.db import ensure_schema
+from cbm_ops.partitions import ensure_partition
 
 
 def test_payload_rows_masks_and_values_via_copy(db_url, db_schema):
     ensure_schema(db_url, db_schema)
+    cfg = AoiConfig(name="w", schema=db_schema, start_date=dt.date(2023, 1, 1))
+    part = ensure_partition(db_url, cfg, 42)
     rng = np.random.default_rng(4)
     pids = np.array([7, 3, 11, 5], np.int32)
     st_a = rng.random((4, 8)) * 100
@@ -22,7 +28,7 @@ def test_payload_rows_masks_and_values_via_copy(db_url, db_schema):
     assert n == 5 and len(payload) == n * writer._SIGS_DTYPE.itemsize
     with psycopg.connect(db_url) as c:
         # chunk=2: streamed in two parts, the second with only one row per parcel
-        assert writer.copy_sigs(c, db_schema, pids, 42, ["B04", "VVb"], [st_a, st_b], chunk=2) == 5
+        assert writer.copy_sigs(c, db_schema, part.sigs, pids, 42, ["B04", "VVb"], [st_a, st_b], chunk=2) == 5
         got = c.execute(f'SELECT pid, obsid, band, count, mean, p75 FROM "{db_schema}".sigs').fetchall()
     # written in key order: pid-major in the index's parcel order, band order inside
     assert [(r[0], r[2]) for r in got] == [(7, "B04"), (7, "VVb"), (3, "VVb"), (11, "B04"), (5, "B04")]

@@ -1,1 +1,2 @@
-COPY {schema}.hists (pid, obsid, hist) FROM STDIN
+-- COPY of a scene's SCL histograms straight into its partition of hists.
+COPY {schema}.{part} (pid, obsid, hist) FROM STDIN

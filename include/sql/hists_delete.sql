@@ -1,1 +1,2 @@
-DELETE FROM {schema}.hists WHERE obsid = ANY (%(obsids)s::int[])
+-- Remove the SCL histograms of scenes, in one partition (all obsids in it).
+DELETE FROM {schema}.{part} WHERE obsid = ANY (%(obsids)s::int[])

@@ -49,13 +49,21 @@ ALTER TABLE {schema}.aois
 -- per-scene replace, and the per-parcel time series through a join with dias_catalogue
 -- (one key probe per scene). No foreign keys: they would slow the bulk COPY. The
 -- reference's pid indexes are optional (pid_indexes.sql, AOI setting pid_indexes).
+--
+-- sigs and hists are partitioned by obsid range (AOI setting partition_obsids, default
+-- 500 scenes per partition; cbm_ops/partitions.py creates them on demand and records them
+-- in result_partitions). obsid rather than acquisition month: it is already the key's
+-- first column (no extra column in hundreds of millions of rows), a scene stage's delete
+-- + COPY touches exactly one partition, and new scenes get increasing ids, so old
+-- partitions go cold and are vacuumed/clustered once, while extraction writes the newest.
+-- An unpartitioned sigs/hists of an earlier version is converted by `cbm migrate-partitions`.
 CREATE TABLE IF NOT EXISTS {schema}.sigs (
     pid   integer NOT NULL,
     obsid integer NOT NULL,
     band  char(3) NOT NULL,
     count real, mean real, std real, min real, max real, p25 real, p50 real, p75 real,
     CONSTRAINT sigs_pkey PRIMARY KEY (obsid, pid, band)
-);
+) PARTITION BY RANGE (obsid);
 
 -- Sentinel-2 SCL class histogram per parcel and scene, e.g. "4": 95, "9": 12 as JSON.
 CREATE TABLE IF NOT EXISTS {schema}.hists (
@@ -63,6 +71,19 @@ CREATE TABLE IF NOT EXISTS {schema}.hists (
     obsid integer NOT NULL,
     hist  json NOT NULL,
     CONSTRAINT hists_pkey PRIMARY KEY (obsid, pid)
+) PARTITION BY RANGE (obsid);
+
+-- The partitions of sigs and hists: obsid range [lo, hi), the two tables, and what
+-- maintenance did to them (CLUSTER is skipped for partitions unchanged since).
+CREATE TABLE IF NOT EXISTS {schema}.result_partitions (
+    lo           integer PRIMARY KEY,
+    hi           integer NOT NULL,
+    sigs_table   text NOT NULL,
+    hists_table  text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    clustered_at timestamptz,
+    cluster_mods bigint,            -- inserts + deletes of both tables at the last CLUSTER
+    CHECK (hi > lo)
 );
 
 -- Processing state per scene and stage (scl, s2_10m, s2_20m, bs, c6): the scene queue.

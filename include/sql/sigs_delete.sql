@@ -1,2 +1,2 @@
--- Remove the sigs rows of scenes for a set of bands.
-DELETE FROM {schema}.sigs WHERE obsid = ANY (%(obsids)s::int[]) AND band = ANY (%(bands)s::text[])
+-- Remove the sigs rows of scenes for a set of bands, in one partition (all obsids in it).
+DELETE FROM {schema}.{part} WHERE obsid = ANY (%(obsids)s::int[]) AND band = ANY (%(bands)s::text[])
