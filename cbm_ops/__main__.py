@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--obsid", type=int, action="append", required=True)
     p.add_argument("--stage", action="append", choices=list(STAGES))
 
+    p = cmd("release", "accept quarantined scene stages: lift the quality gate for them and extract them")
+    p.add_argument("--obsid", type=int, action="append", required=True)
+    p.add_argument("--stage", action="append", choices=list(STAGES), help="only these stages (default: all)")
+    p.add_argument("--no-extract", action="store_true", help="only put them back in the queue")
+
     p = cmd("maintenance", "cloudy-sigs deletion (opt-in), VACUUM ANALYZE, CLUSTER, backup")
     p.add_argument("--delete-cloudy", action="store_true", help="force the opt-in deletion")
     p.add_argument("--no-cluster", action="store_true")
@@ -146,6 +151,20 @@ def _run(args: argparse.Namespace, cfg, url: str):
         from .queue import requeue
 
         return {"requeued": requeue(url, cfg, args.obsid, args.stage)}
+    if args.command == "release":
+        from .extract import run_queue
+        from .queue import DEPENDENTS, accept_quarantined
+
+        released = accept_quarantined(url, cfg, args.obsid, args.stage)
+        out: dict = {"released": [{"obsid": o, "stage": s} for o, s in released]}
+        if not released:
+            log.warning("no Quarantined stage among obsids %s", args.obsid)
+        if released and not args.no_extract:
+            stages = {s for _, s in released}
+            stages |= {d for s in stages for d in DEPENDENTS.get(s, ()) if d in cfg.stages}
+            out["extracted"] = {s: run_queue(url, cfg, s, obsids=args.obsid)["by_status"]
+                                for s in cfg.stages if s in stages}
+        return out
     if args.command == "maintenance":
         from .maintenance import run_maintenance
 

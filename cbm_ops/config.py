@@ -94,6 +94,21 @@ class MaintenanceConfig(_Strict):
     backup_dir: str | None = None      # pg_dump target directory; None = no backup
 
 
+class QualityConfig(_Strict):
+    """Thresholds of the quality gate (cbm_ops.quality): a scene stage failing a check is
+    stored as ``Quarantined``, its rows are not written."""
+
+    enabled: bool = True
+    min_coverage: float = Field(default=0.8, ge=0, le=1)   # covered / expected parcels per band
+    coverage_margin_m: float = Field(default=100.0, ge=0)  # footprint shrunk by this (metres)
+    min_expected_parcels: int = Field(default=10, ge=1)    # fewer expected parcels: coverage not checked
+    max_out_of_range: float = Field(default=0.01, ge=0, le=1)  # fraction of parcels with data
+    max_nan_fraction: float = Field(default=0.01, ge=0, le=1)  # fraction of window pixels
+    max_constant: float = Field(default=0.5, ge=0, le=1)   # fraction of parcels with zero spread
+    s2_max_dn: float = Field(default=20000, gt=0)          # S2 p50 above this DN (before offset): impossible
+    bs_max_linear: float = Field(default=100.0, gt=0)      # CARD-BS p50 above this (linear, +20 dB)
+
+
 class DockerMount(_Strict):
     source: str
     target: str
@@ -145,6 +160,8 @@ class AoiConfig(_Strict):
     s2_nodata: int = 0
     s1_nodata: float = 0.0
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    quality: QualityConfig = QualityConfig()
+    db_retry_minutes: float = Field(default=5.0, ge=0)   # extraction rides out a database outage this long
     docker: DockerConfig = DockerConfig()
     tags: tuple[str, ...] = ()
 

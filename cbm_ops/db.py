@@ -190,10 +190,15 @@ def pool(url: str):
             if p is None:
                 p = ConnectionPool(
                     _libpq_url(url), min_size=0, max_size=POOL_MAX_SIZE, open=True, timeout=60.0,
-                    max_idle=300.0, check=ConnectionPool.check_connection, name="cbm",
+                    max_idle=300.0, check=ConnectionPool.check_connection, reset=_reset, name="cbm",
                     kwargs={"application_name": "cbm-airflow", "options": _options()})
                 _POOLS[key] = p
     return p
+
+
+def _reset(conn: psycopg.Connection) -> None:
+    conn.execute(q("session_reset"))
+    conn.rollback()
 
 
 @atexit.register

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import traceback
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import psycopg
 
-from . import kernels, queue, writer
+from . import kernels, lineage, quality, queue, writer
 from .config import STAGES, AoiConfig
-from .db import transaction
 from .partitions import ensure_partition
 from .rasterize import Grid, GridError, ParcelIndex, build_index, index_for_grid
 from .scenes import BandFile, SceneError, band_files
@@ -56,59 +57,138 @@ def _window(ds_grid: Grid, idx: ParcelIndex) -> tuple[Any, int, int] | None:
     return Window(col0, row0, col1 - col0, row1 - row0), r_off + row0, c_off + col0
 
 
-def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig
-              ) -> tuple[np.ndarray | None, int, int, ParcelIndex, float | None]:
-    """Decode the window of one band that the AOI's parcels need.
+@dataclass
+class BandRead:
+    """One decoded band window and what it is aligned to.
 
-    Returns
-    -------
-    (array or None, int, int, ParcelIndex, float or None)
-        Window array (native dtype, None when no parcel lies in the image), its grid
-        row/col, the parcel index of the image's grid, and the nodata value.
+    Attributes
+    ----------
+    arr : ndarray, shape (H, W), native dtype, or None
+        The window the indexed parcels need (None: no parcel lies in the image).
+    r0, c0 : int
+        Grid row/column of ``arr[0, 0]`` in the index grid.
+    idx : ParcelIndex
+    nodata : float or None
+    bounds : (minx, miny, maxx, maxy)
+        The image's extent, metres of its CRS.
+    epsg : int
+    """
+
+    arr: np.ndarray | None
+    r0: int
+    c0: int
+    idx: ParcelIndex
+    nodata: float | None
+    bounds: tuple[float, float, float, float]
+    epsg: int
+
+
+def check_raw_size(ds, path: str) -> None:
+    """Refuse a raw raster (ENVI ``.img``) shorter than its header says.
+
+    GDAL's ENVI driver zero-fills what is missing, so a truncated or still-copying file
+    would otherwise give plausible-looking, wrong statistics.
 
     Raises
     ------
     SceneError
-        ``Read error`` (retryable) when the file cannot be decoded, ``Grid error`` when
-        its grid is unusable.
+        ``Truncated file`` (retryable: the copy may still be in progress).
+    """
+    if ds.driver != "ENVI":
+        return
+    tags = ds.tags(ns="ENVI")
+    offset = int(float(tags.get("header_offset", 0) or 0))
+    itemsize = np.dtype(ds.dtypes[0]).itemsize
+    expected = offset + ds.width * ds.height * ds.count * itemsize
+    actual = os.path.getsize(path)
+    if actual < expected:
+        raise SceneError("Truncated file", f"{os.path.basename(path)}: {actual} bytes, its header implies "
+                         f"{expected} ({ds.width} x {ds.height} x {ds.count} x {itemsize} + {offset})",
+                         retryable=True)
+
+
+def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig, footprint: bytes | None = None,
+              obsid: int | None = None) -> BandRead:
+    """Decode the window of one band that the AOI's parcels need.
+
+    Parameters
+    ----------
+    path : str
+        Local band file.
+    footprint : bytes, optional
+        The scene's catalogue footprint (EPSG:4326 WKB): scenes off the stored lattices
+        load only the parcels inside it.
+
+    Returns
+    -------
+    BandRead
+
+    Raises
+    ------
+    SceneError
+        ``Read error`` (retryable) when the file cannot be decoded, ``Truncated file``
+        (retryable) when a raw file is shorter than its header, ``Grid error`` when its
+        grid is unusable.
     """
     import rasterio
     from rasterio.errors import RasterioError
 
     try:
         with rasterio.open(path) as ds:
-            grid = Grid.from_raster(_epsg(ds), ds.transform, ds.width, ds.height)
-            idx = index_for_grid(url, cfg, grid)
+            check_raw_size(ds, path)
+            epsg = _epsg(ds)
+            grid = Grid.from_raster(epsg, ds.transform, ds.width, ds.height)
+            idx = index_for_grid(url, cfg, grid, footprint, obsid)
             win = _window(grid, idx)
             nodata = ds.nodatavals[bf.index - 1]
             if nodata is None:
                 nodata = bf.nodata
+            bounds = tuple(ds.bounds)
             if win is None:
-                return None, 0, 0, idx, nodata
+                return BandRead(None, 0, 0, idx, nodata, bounds, epsg)  # type: ignore[arg-type]
             window, r0, c0 = win
             arr = ds.read(bf.index, window=window)
-            return arr, r0, c0, idx, nodata
+            return BandRead(arr, r0, c0, idx, nodata, bounds, epsg)  # type: ignore[arg-type]
     except GridError as exc:
         raise SceneError("Grid error", f"{bf.band}: {exc}", retryable=False) from None
     except RasterioError as exc:
         raise SceneError("Read error", f"{bf.band}: {exc}", retryable=True) from None
 
 
+def _footprint_in(footprint: bytes | None, epsg: int):
+    """The catalogue footprint (EPSG:4326 WKB) in a UTM EPSG (shapely), or None."""
+    if not footprint:
+        return None
+    import shapely
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(4326, epsg, always_xy=True)
+    geom = shapely.segmentize(shapely.from_wkb(footprint), 0.05)      # degrees, follow the projection
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
 def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
-                  store: MountStore | S3Store) -> dict[str, Any]:
-    """Extract one claimed scene stage and store its rows (one transaction).
+                  store: MountStore | S3Store, session: queue.Session) -> dict[str, Any]:
+    """Extract one claimed scene stage, pass it through the quality gate and store its rows.
+
+    The rows and the stage's new state are written in one transaction on the worker's
+    ``session`` (:mod:`cbm_ops.writer`); a stage that fails the gate
+    (:mod:`cbm_ops.quality`) is stored ``Quarantined`` without rows.
 
     Returns
     -------
     dict
-        reference, stage, status, parcels, rows and timings (s): read, stats, write, total.
+        obsid, reference, stage, status, parcels, rows and timings (s): read, stats,
+        write, total.
 
     Raises
     ------
     SceneError
-        Named failures (missing file, decode error, bad metadata, grid error).
+        Named failures (missing or truncated file, decode error, bad metadata, grid error).
     queue.LeaseLost
         Another worker took the scene over; nothing was written.
+    psycopg.OperationalError
+        The database connection failed (the caller retries the scene).
     """
     t0 = time.perf_counter()
     kind = STAGES[claim.stage][1]
@@ -121,6 +201,10 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     pids: np.ndarray | None = None
     hists: tuple[bytes, int] | None = None
     has_data: np.ndarray | None = None      # per parcel of the stage's index: any valid pixel
+    checks: list[quality.BandCheck] = []
+    nodata_used: dict[str, float | None] = {}
+    index_version = ""
+    fp_cache: dict[int, Any] = {}
     try:
         with store.product(rel) as prod:
             files, offsets = band_files(prod, cfg, claim.stage, claim.card, claim.reference,
@@ -129,19 +213,31 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                 ta = time.perf_counter()
                 for comp in bf.companions:
                     prod.local(comp)
-                arr, r0, c0, idx, nodata = read_band(prod.local(bf.rel), bf, url, cfg)
+                rd = read_band(prod.local(bf.rel), bf, url, cfg, claim.footprint, claim.obsid)
                 tb = time.perf_counter()
                 t_read += tb - ta
+                idx = rd.idx
+                index_version = f"{lineage.RASTERIZER}:{(idx.parcels_version or '')[:12]}:{idx.source}"
+                nodata_used[bf.band] = None if rd.nodata is None or rd.nodata != rd.nodata else float(rd.nodata)
+                if rd.epsg not in fp_cache:
+                    fp_cache[rd.epsg] = _footprint_in(claim.footprint, rd.epsg)
+                expected = quality.expected_parcels(idx, rd.bounds, fp_cache[rd.epsg], cfg.quality.coverage_margin_m)
+                arr = rd.arr
                 if arr is None:
+                    checks.append(quality.BandCheck(band=bf.band, expected=int(expected.sum())))
                     continue
-                args = (arr, r0, c0, idx.run_ptr, idx.run_row, idx.run_c0, idx.run_c1)
+                args = (arr, rd.r0, rd.c0, idx.run_ptr, idx.run_row, idx.run_c0, idx.run_c1)
+                nodata = rd.nodata
                 if kind == "hist":
                     nclasses = int(arr.max()) + 1 if arr.size else 1
                     counts = kernels.parcel_histograms(*args, nclasses, int(nodata or 0), nodata is not None)
+                    checks.append(quality.check_hist_band(cfg, counts, expected))
                     hists = kernels.hist_copy_text(idx.pids, claim.obsid, counts)
                     valid = counts.sum(axis=1) > 0
                 else:
                     st = kernels.parcel_stats(*args, idx.max_pixels, nodata)
+                    nan_frac = kernels.nan_count(arr) / arr.size if arr.dtype.kind == "f" and arr.size else 0.0
+                    checks.append(quality.check_stats_band(cfg, claim.card, bf.band, st, expected, nan_frac))
                     if bf.offset:
                         st[:, [1, 3, 4, 5, 6, 7]] += bf.offset   # all but count and std
                     if pids is not None and pids is not idx.pids and not np.array_equal(pids, idx.pids):
@@ -153,37 +249,91 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     valid = st[:, 0] > 0
                 has_data = valid if has_data is None else has_data | valid
                 t_stats += time.perf_counter() - tb
-                del arr
+                del arr, rd
                 if time.perf_counter() - renewed > cfg.lease_minutes * 20:   # a third of the lease
-                    with transaction(url) as conn:
+                    with session.tx() as conn:
                         queue.extend_lease(conn, cfg, claim, owner)
                     renewed = time.perf_counter()
     except FileNotFoundError as exc:
         raise SceneError("No file", str(exc), retryable=True) from None
     n_parcels = int(has_data.sum()) if has_data is not None else 0
+    verdict = quality.evaluate(cfg, checks, released=claim.gate_released)
     tw = time.perf_counter()
+    result: dict[str, Any] = {"obsid": claim.obsid, "reference": claim.reference, "stage": claim.stage,
+                              "parcels": n_parcels, "read_s": round(t_read, 3), "stats_s": round(t_stats, 3)}
+    if not verdict.passed and not claim.gate_released:
+        with session.tx() as conn:
+            queue.quarantine(conn, cfg, claim, owner, verdict.reason, verdict.as_json(cfg))
+        log.warning("scene %s %s: Quarantined, no rows written: %s (accept it with `cbm release --aoi %s "
+                    "--obsid %d`)", claim.reference, claim.stage, verdict.reason, cfg.name, claim.obsid)
+        result.update(status=queue.QUARANTINED, rows=0, error=verdict.reason,
+                      seconds=round(time.perf_counter() - t0, 3))
+        return result
+    if not verdict.passed:
+        log.warning("scene %s %s: quality gate would quarantine it (%s), but an operator released it",
+                    claim.reference, claim.stage, verdict.reason)
+    bands = [b.band for b in files]
+    rec = lineage.stage_lineage(stage=claim.stage, bands=bands, nodata=nodata_used, all_touched=cfg.all_touched,
+                                offsets=offsets or None, index_version=index_version,
+                                processing_baseline=claim.processing_baseline, catalogue_source=claim.source,
+                                product=rel)
     part = ensure_partition(url, cfg, claim.obsid)
-    with transaction(url) as conn:
+    with session.tx() as conn:
         n_rows = writer.write_stage(
-            conn, cfg, claim, owner, part, sigs=(pids, codes, stats) if kind == "stats" and stats else None,
-            hists=(hists or (b"", 0)) if kind == "hist" else None, bands=[b.band for b in files],
-            offsets=offsets or None, parcels=n_parcels, seconds=time.perf_counter() - t0)
+            conn, cfg, claim, owner, part, sigs=(pids, codes, stats) if kind == "stats" and stats and pids is not None
+            else None, hists=(hists or (b"", 0)) if kind == "hist" else None, bands=bands,
+            offsets=offsets or None, parcels=n_parcels, seconds=time.perf_counter() - t0,
+            lineage=rec, quality=verdict.as_json(cfg))
     total = time.perf_counter() - t0
-    result = {"obsid": claim.obsid, "reference": claim.reference, "stage": claim.stage,
-              "status": queue.EXTRACTED if n_rows else queue.NO_PARCELS,
-              "parcels": n_parcels, "rows": n_rows, "read_s": round(t_read, 3),
-              "stats_s": round(t_stats, 3), "write_s": round(time.perf_counter() - tw, 3),
-              "seconds": round(total, 3)}
+    result.update(status=queue.EXTRACTED if n_rows else queue.NO_PARCELS, rows=n_rows,
+                  write_s=round(time.perf_counter() - tw, 3), seconds=round(total, 3))
     log.info("scene %s %s: %s, %d parcels, %d rows, %.2f s (read %.2f, stats %.2f, write %.2f)",
              claim.reference, claim.stage, result["status"], result["parcels"], n_rows, total,
              result["read_s"], result["stats_s"], result["write_s"])
     return result
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database stayed unreachable longer than the AOI's ``db_retry_minutes``."""
+
+
+TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class _Backoff:
+    """Bounded retry of database outages: waits 1, 2, 4 ... 30 s, gives up after ``budget_s``."""
+
+    def __init__(self, budget_s: float):
+        self.budget_s = budget_s
+        self.first: float | None = None
+        self.n = 0
+
+    def ok(self) -> None:
+        self.first, self.n = None, 0
+
+    def wait(self, exc: BaseException, what: str) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if now - self.first >= self.budget_s:
+            raise DatabaseUnavailable(f"database unreachable for {now - self.first:.0f} s while {what}: "
+                                      f"{detail}") from None
+        delay = min(2.0 ** self.n, 30.0)
+        self.n += 1
+        log.warning("database connection failed while %s (%s): retrying in %.0f s", what, detail, delay)
+        time.sleep(delay)
+
+
 def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None = None,
               end: dt.datetime | None = None, limit: int | None = None, obsids: list[int] | None = None,
               owner_label: str = "", store: MountStore | S3Store | None = None) -> dict[str, Any]:
-    """Claim and process pending scenes of one stage until none is left.
+    """Claim and process claimable scenes of one stage until none is left.
+
+    The worker's claims, liveness locks and writes go through one database session
+    (:class:`cbm_ops.queue.Session`). A connection failure (database restart, network) is
+    ridden out for ``cfg.db_retry_minutes``: the scene in flight is rolled back, given
+    back and processed again after the reconnect.
 
     Parameters
     ----------
@@ -199,68 +349,110 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
     obsids : list of int, optional
         Only these scenes (an Airflow batch); already finished ones are skipped.
     owner_label : str, optional
-        Stable name of the caller (Airflow ``dag/run/task/map_index``); a retry with the
-        same label takes over the scenes its crashed predecessor still had leased.
+        Name of the caller (Airflow ``dag/run/task/map_index``) recorded as the lease
+        owner's prefix.
     store : optional
         Scene store (default: from the AOI configuration and environment).
 
     Returns
     -------
     dict
-        scenes, rows, parcels, seconds, scenes by status, and per-scene results.
+        scenes, rows, parcels, seconds, scenes by status, per-scene results, and
+        ``held_by_others``: scenes of the selection that another live worker holds (left
+        alone, also logged).
 
     Raises
     ------
-    psycopg.OperationalError
-        If the database becomes unreachable (the claimed scene's lease will expire).
+    DatabaseUnavailable
+        If the database stayed unreachable for ``db_retry_minutes``.
     """
     if stage not in cfg.stages:
         log.info("%s: stage %s is not configured, nothing to do", cfg.name, stage)
-        return {"stage": stage, "scenes": 0, "rows": 0, "by_status": {}, "results": []}
+        return {"stage": stage, "scenes": 0, "rows": 0, "by_status": {}, "results": [], "held_by_others": []}
     store = store or make_store(cfg)
     owner = queue.new_owner(owner_label)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     by_status: Counter[str] = Counter()
-    while limit is None or len(results) < limit:
-        with transaction(url) as conn:
-            claims = queue.claim(conn, cfg, stage, owner, n=1, obsids=obsids, start=start, end=end,
-                                 steal_prefix=f"{owner_label}@" if owner_label else None)
-        if not claims:
-            break
-        c = claims[0]
+    session = queue.Session(url)
+    backoff = _Backoff(cfg.db_retry_minutes * 60.0)
+    in_flight: queue.Claim | None = None
+    held: list[tuple[int, str, dt.datetime]] = []
+    try:
+        while limit is None or len(results) < limit:
+            try:
+                if in_flight is not None:      # a claim of ours from before a reconnect: give it back
+                    with session.tx() as conn:
+                        queue.release(conn, cfg, in_flight, owner)
+                    in_flight = None
+                with session.tx() as conn:
+                    claims = queue.claim(conn, cfg, stage, owner, n=1, obsids=obsids, start=start, end=end)
+            except TRANSIENT as exc:
+                session.reset()
+                backoff.wait(exc, f"claiming {stage} scenes")
+                continue
+            backoff.ok()
+            if not claims:
+                break
+            c = claims[0]
+            try:
+                try:
+                    res = process_claim(url, cfg, c, owner, store, session)
+                except SceneError as exc:
+                    res = _record_failure(session, cfg, c, owner, exc.status, str(exc), exc.retryable)
+                except queue.LeaseLost as exc:
+                    log.warning("%s", exc)
+                    res = {"obsid": c.obsid, "reference": c.reference, "stage": stage, "status": "lease lost"}
+                except TRANSIENT:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - record it on the scene, go on with the next
+                    log.exception("scene %s %s failed", c.reference, stage)
+                    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                    res = _record_failure(session, cfg, c, owner, "Failed", detail, True)
+            except TRANSIENT as exc:
+                session.reset()
+                in_flight = c
+                backoff.wait(exc, f"processing scene {c.reference} {stage} (rolled back, will be redone)")
+                continue
+            _unlock(session, cfg, c)
+            results.append(res)
+            by_status[res["status"]] += 1
         try:
-            res = process_claim(url, cfg, c, owner, store)
-        except SceneError as exc:
-            res = _record_failure(url, cfg, c, owner, exc.status, str(exc), exc.retryable)
-        except queue.LeaseLost as exc:
-            log.warning("%s", exc)
-            res = {"obsid": c.obsid, "reference": c.reference, "stage": stage, "status": "lease lost"}
-        except psycopg.OperationalError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - record it on the scene, go on with the next
-            log.exception("scene %s %s failed", c.reference, stage)
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            res = _record_failure(url, cfg, c, owner, "Failed", detail, True)
-        results.append(res)
-        by_status[res["status"]] += 1
+            with session.tx() as conn:
+                held = queue.held_by_others(conn, cfg, stage, owner, obsids=obsids, start=start, end=end)
+        except TRANSIENT as exc:
+            log.warning("could not list the scenes held by other workers: %s", exc)
+    finally:
+        session.close()
     seconds = time.perf_counter() - t0
     rows = sum(r.get("rows", 0) for r in results)
     summary = {"stage": stage, "scenes": len(results), "rows": rows,
                "parcels": sum(r.get("parcels", 0) for r in results),
                "seconds": round(seconds, 2), "by_status": dict(by_status),
                "scenes_per_min": round(len(results) / seconds * 60, 1) if results and seconds else 0.0,
-               "results": results}
+               "results": results,
+               "held_by_others": [{"obsid": o, "owner": w, "lease_expires": str(e)} for o, w, e in held]}
     log.info("%s %s: %d scenes %s, %d rows in %.1f s", cfg.name, stage, len(results), dict(by_status),
              rows, seconds)
+    if held:
+        log.warning("%s %s: %d scenes left alone because another live worker holds them: %s", cfg.name, stage,
+                    len(held), ", ".join(f"{o} ({w})" for o, w, _ in held[:20]))
     return summary
 
 
-def _record_failure(url: str, cfg: AoiConfig, c: queue.Claim, owner: str, status: str, message: str,
-                    retryable: bool) -> dict[str, Any]:
+def _unlock(session: queue.Session, cfg: AoiConfig, c: queue.Claim) -> None:
+    try:
+        with session.tx() as conn:
+            queue.unlock(conn, cfg, c)
+    except TRANSIENT:
+        session.reset()          # the lock went with the broken connection
+
+
+def _record_failure(session: queue.Session, cfg: AoiConfig, c: queue.Claim, owner: str, status: str,
+                    message: str, retryable: bool) -> dict[str, Any]:
     log.warning("scene %s %s: %s (%s): %s", c.reference, c.stage, status,
                 "retryable" if retryable else "permanent", message)
-    with transaction(url) as conn:
+    with session.tx() as conn:
         queue.fail(conn, cfg, c, owner, status, message, retryable=retryable)
     return {"obsid": c.obsid, "reference": c.reference, "stage": c.stage, "status": status,
             "error": message, "rows": 0, "parcels": 0}

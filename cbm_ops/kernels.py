@@ -412,3 +412,34 @@ def label_runs(labels, row_offset, col_offset):
         if prev != 0:
             b[i] = W + col_offset
     return lab, row, a, b
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _nan_count(img):
+    H = img.shape[0]
+    total = 0
+    for r in prange(H):
+        n = 0
+        row = img[r]
+        for v in row:
+            if v != v:
+                n += 1
+        total += n
+    return total
+
+
+def nan_count(img: np.ndarray) -> int:
+    """Number of NaN pixels in a float band window.
+
+    Parameters
+    ----------
+    img : float32/float64 ndarray, shape (H, W)
+
+    Returns
+    -------
+    int
+        0 for integer dtypes (they cannot hold NaN).
+    """
+    if img.dtype.kind != "f" or img.size == 0:
+        return 0
+    return int(_nan_count(img))

@@ -8,8 +8,10 @@ reference (``select card, status, count(*) from dias_catalogue group by 1, 2``):
                             \\--lease expires--> claimable again (attempts counted)
 
 * :func:`claim` takes the oldest pending scenes atomically (``FOR UPDATE SKIP LOCKED``)
-  and gives them a lease; a scene whose lease expired is claimable again; a scene that
-  reached ``max_attempts`` claims ends in ``Lease expired`` instead of looping.
+  and gives them a lease plus a session-level advisory lock (the liveness lock) on the
+  worker's :class:`Session`; a scene whose holder died (lock released by PostgreSQL at
+  once) or whose lease expired (holder stuck) is claimable again; a scene that reached
+  ``max_attempts`` claims ends in ``Lease expired`` instead of looping.
 * :func:`complete` and :func:`fail` only succeed for the lease owner, inside the caller's
   transaction, so results and state commit together (a lost lease rolls both back).
 * :func:`cleanup` puts stuck and retryable-failed stages back to ``ingested`` (removing
@@ -24,10 +26,13 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from .config import STAGES, AoiConfig
 from .db import q, transaction
@@ -40,6 +45,7 @@ INPROGRESS = "inprogress"
 EXTRACTED = "extracted"
 NO_PARCELS = "No parcels"
 LEASE_EXPIRED = "Lease expired"
+QUARANTINED = "Quarantined"
 DONE = (EXTRACTED, NO_PARCELS)
 
 # Stage that must be extracted first, and stages that inherit its "No parcels".
@@ -65,27 +71,52 @@ class Claim:
     epsg: int | None
     tile: str | None
     processing_baseline: str | None
+    gate_released: bool = False        # an operator accepted this stage despite the quality gate
+    footprint: bytes | None = None     # catalogue footprint, EPSG:4326 WKB
+    source: str | None = None          # catalogue source that harvested the scene
+
+
+STAGE_INDEX = {"scl": 0, "s2_10m": 1, "s2_20m": 2, "bs": 3, "c6": 4}   # liveness lock keys
 
 
 def new_owner(label: str = "") -> str:
     """A lease owner id: ``<label>@<host>:<pid>:<random>``.
 
-    The label (for an Airflow task instance ``dag/run/task/map_index``) comes first so
-    that a retry of the same task can take over its predecessor's leases
-    (``claim(..., steal_prefix=label + "@")``).
+    The label (for an Airflow task instance ``dag/run/task/map_index``) says who works on
+    a scene in ``scene_stages.lease_owner``; it grants nothing: a stage is taken over only
+    when its holder is gone (see :func:`claim`).
     """
     return f"{label}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def lock_ns(schema: str) -> str:
+    """Namespace of a schema's liveness locks (hashed into the first advisory-lock key)."""
+    return f"cbm:{schema}"
+
+
+def _lock_params(cfg: AoiConfig, stage: str) -> dict[str, Any]:
+    return {"lock_ns": lock_ns(cfg.schema), "stage_idx": STAGE_INDEX[stage]}
+
+
 def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n: int = 1,
           obsids: list[int] | None = None, start: dt.datetime | None = None,
-          end: dt.datetime | None = None, steal_prefix: str | None = None) -> list[Claim]:
-    """Claim up to ``n`` pending scenes of ``stage``, oldest first, with a lease.
+          end: dt.datetime | None = None) -> list[Claim]:
+    """Claim up to ``n`` claimable scenes of ``stage``, oldest first, with a lease.
+
+    Claimable are pending stages and stages in progress whose holder is gone. Every
+    claim takes a session-level advisory lock (the *liveness lock*, keyed on schema,
+    attempt, obsid and stage) on ``conn``: while the claiming process and its connection
+    live, nobody else can take the scene; when either dies, PostgreSQL releases the lock
+    and the next claim anywhere takes the scene over (no waiting for the lease). The
+    lease still frees a scene whose holder is alive but stuck; such a holder's late write
+    is refused (:class:`LeaseLost`). Call :func:`unlock` after the stage is completed,
+    failed or released.
 
     Parameters
     ----------
     conn : psycopg.Connection
-        Committed by the caller right after (claims must be visible to others).
+        The worker's session connection (:class:`Session`); committed by the caller right
+        after (claims must be visible to others). The liveness locks belong to it.
     cfg : AoiConfig
         Supplies schema, ``max_attempts`` and ``lease_minutes``.
     stage : str
@@ -96,9 +127,6 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
         Only these scenes (a mapped Airflow task's batch).
     start, end : datetime, optional
         Only scenes sensed in ``[start, end)``.
-    steal_prefix : str, optional
-        Also take scenes still leased by an owner whose id starts with this prefix (an
-        earlier, crashed attempt of the same task); the claim counts as an attempt.
 
     Returns
     -------
@@ -110,21 +138,92 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
     requires = REQUIRES.get(stage) if REQUIRES.get(stage) in cfg.stages else None
     params: dict[str, Any] = {
         "stage": stage, "owner": owner, "n": n, "obsids": obsids, "start": start, "end": end,
-        "requires": requires, "max_attempts": cfg.max_attempts, "steal": steal_prefix,
-        "lease_s": cfg.lease_minutes * 60.0}
+        "requires": requires, "max_attempts": cfg.max_attempts, "lease_s": cfg.lease_minutes * 60.0,
+        **_lock_params(cfg, stage)}
     expired = conn.execute(q("queue_exhaust", schema=cfg.schema), params).fetchall()
     if expired:
         ids = [r[0] for r in expired]
-        log.warning("%s: scenes %s gave up after %d expired leases (status %r)", stage, ids,
+        log.warning("%s: scenes %s gave up after their worker was gone %d times (status %r)", stage, ids,
                     cfg.max_attempts, LEASE_EXPIRED)
         refresh_status(conn, cfg.schema, ids)
     rows = conn.execute(q("queue_claim", schema=cfg.schema), params).fetchall()
     claims = [Claim(obsid=r[0], stage=stage, attempts=r[1], reference=r[2], obstime=r[3], card=r[4],
-                    product_identifier=r[5], epsg=r[6], tile=r[7], processing_baseline=r[8])
+                    product_identifier=r[5], epsg=r[6], tile=r[7], processing_baseline=r[8],
+                    gate_released=bool(r[9]), footprint=bytes(r[10]) if r[10] is not None else None,
+                    source=r[11])
               for r in rows]
+    for c in claims:
+        got = conn.execute(q("queue_liveness_lock"), {**_lock_params(cfg, stage), "obsid": c.obsid,
+                                                      "attempts": c.attempts}).fetchone()
+        if not (got and got[0]):   # only if an earlier holder with this very attempt number lives
+            log.warning("scene %s %s: liveness lock of attempt %d is held elsewhere; the lease alone "
+                        "protects this claim", c.obsid, stage, c.attempts)
     if claims:
         refresh_status(conn, cfg.schema, [c.obsid for c in claims])
     return claims
+
+
+def unlock(conn: psycopg.Connection, cfg: AoiConfig, c: Claim) -> None:
+    """Release the liveness lock of a claim (after its outcome is committed).
+
+    A no-op when ``conn`` does not hold it (e.g. it was lost with a reconnect).
+    """
+    conn.execute(q("queue_liveness_unlock"), {**_lock_params(cfg, c.stage), "obsid": c.obsid,
+                                              "attempts": c.attempts})
+
+
+def held_by_others(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *,
+                   obsids: list[int] | None = None, start: dt.datetime | None = None,
+                   end: dt.datetime | None = None) -> list[tuple[int, str, dt.datetime]]:
+    """(obsid, lease owner, lease expiry) of the stages of a selection that another live
+    worker holds: what a claimer leaves alone and should report."""
+    return [tuple(r) for r in conn.execute(q("queue_held_by_others", schema=cfg.schema), {
+        "stage": stage, "owner": owner, "obsids": obsids, "start": start, "end": end,
+        **_lock_params(cfg, stage)})]
+
+
+class Session:
+    """A worker's own database session: its claims, liveness locks and writes.
+
+    One dedicated connection (not pooled: the liveness locks must stay with it), opened
+    lazily. After a connection failure, :meth:`reset` drops it; the next use reconnects.
+
+    Parameters
+    ----------
+    url : str
+        Database URL.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            from .db import connect
+
+            self._conn = connect(self.url, application_name="cbm-airflow worker")
+        return self._conn
+
+    @contextmanager
+    def tx(self) -> Iterator[psycopg.Connection]:
+        """The session connection in a transaction (commit on success, rollback on error)."""
+        conn = self.conn
+        with conn.transaction():
+            yield conn
+
+    def reset(self) -> None:
+        """Forget a broken connection (its locks died with it)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+        self._conn = None
+
+    def close(self) -> None:
+        self.reset()
 
 
 def extend_lease(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> None:
@@ -143,8 +242,12 @@ def extend_lease(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str)
 
 
 def complete(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str, *,
-             status: str = EXTRACTED, parcels: int = 0, rows: int = 0, seconds: float = 0.0) -> None:
+             status: str = EXTRACTED, parcels: int = 0, rows: int = 0, seconds: float = 0.0,
+             lineage: dict[str, Any] | None = None, quality: dict[str, Any] | None = None) -> None:
     """Mark a claimed stage done, in the caller's transaction (with its result rows).
+
+    ``lineage`` (:mod:`cbm_ops.lineage`) and ``quality`` (:mod:`cbm_ops.quality`) are
+    recorded on the stage.
 
     ``status`` is ``extracted`` or ``No parcels``; a ``No parcels`` SCL stage also marks
     the scene's pending S2 band stages ``No parcels`` (they would find nothing either).
@@ -158,7 +261,9 @@ def complete(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str, *,
         raise ValueError(f"complete() takes {DONE}, not {status!r}")
     row = conn.execute(q("queue_complete", schema=cfg.schema),
                        {"obsid": c.obsid, "stage": c.stage, "owner": owner, "status": status,
-                        "parcels": parcels, "rows": rows, "seconds": seconds}).fetchone()
+                        "parcels": parcels, "rows": rows, "seconds": seconds,
+                        "lineage": Jsonb(lineage) if lineage is not None else None,
+                        "quality": Jsonb(quality) if quality is not None else None}).fetchone()
     if row is None:
         raise LeaseLost(f"scene {c.obsid} {c.stage}: lease lost before completion")
     if status == NO_PARCELS and c.stage in DEPENDENTS:
@@ -187,6 +292,45 @@ def fail(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str, status:
     if row is not None:
         refresh_status(conn, cfg.schema, [c.obsid])
     return row is not None
+
+
+def quarantine(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str, reason: str,
+               quality: dict[str, Any]) -> None:
+    """Store a stage that failed the quality gate as ``Quarantined`` (no rows are written).
+
+    It stays so (not requeued by cleanup) until an operator accepts it
+    (:func:`accept_quarantined`, ``cbm release``) or requeues it.
+
+    Raises
+    ------
+    LeaseLost
+        If the lease is not ``owner``'s any more.
+    """
+    row = conn.execute(q("queue_quarantine", schema=cfg.schema),
+                       {"obsid": c.obsid, "stage": c.stage, "owner": owner, "error": reason[:2000],
+                        "quality": Jsonb(quality)}).fetchone()
+    if row is None:
+        raise LeaseLost(f"scene {c.obsid} {c.stage}: lease lost before quarantine")
+    refresh_status(conn, cfg.schema, [c.obsid])
+
+
+def accept_quarantined(url: str, cfg: AoiConfig, obsids: list[int], stages: list[str] | None = None
+                       ) -> list[tuple[int, str]]:
+    """Operator release of quarantined stages: back to the queue with the gate lifted.
+
+    The next extraction of these stages records the quality checks but writes the rows
+    whatever they say.
+
+    Returns
+    -------
+    list of (obsid, stage)
+        The stages released (only ``Quarantined`` ones are touched).
+    """
+    with transaction(url) as conn:
+        rows = [tuple(r) for r in conn.execute(q("queue_accept_quarantined", schema=cfg.schema),
+                                               {"obsids": obsids, "stages": stages})]
+        refresh_status(conn, cfg.schema, [r[0] for r in rows])
+    return rows  # type: ignore[return-value]
 
 
 def release(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> None:
@@ -237,8 +381,9 @@ class CleanupReport:
 def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
     """Faulty-scene cleanup of an AOI (the seed's manual "faulties" SQL, made safe).
 
-    Stages stuck ``inprogress`` past their lease, and stages failed with a retryable
-    error that have attempts left, go back to ``ingested``; rows such a stage left in
+    Stages ``inprogress`` whose holder is gone (its liveness lock was released: the worker
+    process, host or connection died; or its lease expired), and stages failed with a
+    retryable error that have attempts left, go back to ``ingested``; rows such a stage left in
     sigs/hists are deleted unless the stage had completed before (a complete result is
     only ever replaced by a new complete result). Permanent errors keep their status;
     extracted and ``No parcels`` scenes are not touched.
@@ -256,9 +401,10 @@ def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
             kind = STAGES[stage][1]
             touched += [r[0] for r in conn.execute(q("queue_exhaust", schema=cfg.schema),
                                                    {"stage": stage, "max_attempts": cfg.max_attempts,
-                                                    "obsids": None})]
+                                                    "obsids": None, **_lock_params(cfg, stage)})]
             rows = conn.execute(q("cleanup_select", schema=cfg.schema),
-                                {"stage": stage, "max_attempts": cfg.max_attempts}).fetchall()
+                                {"stage": stage, "max_attempts": cfg.max_attempts,
+                                 **_lock_params(cfg, stage)}).fetchall()
             if not rows:
                 continue
             ids = [r[0] for r in rows]
@@ -285,7 +431,8 @@ def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
 
 
 def requeue(url: str, cfg: AoiConfig, obsids: list[int], stages: list[str] | None = None) -> int:
-    """Operator re-run: put scenes' stages back to ``ingested`` (any status but claimed).
+    """Operator re-run: put scenes' stages back to ``ingested`` (any status; a stage in
+    progress only if its holder is gone).
 
     Existing rows stay until the new extraction replaces them in one transaction.
 
@@ -296,7 +443,8 @@ def requeue(url: str, cfg: AoiConfig, obsids: list[int], stages: list[str] | Non
     """
     with transaction(url) as conn:
         n = conn.execute(q("queue_requeue", schema=cfg.schema),
-                         {"obsids": obsids, "stages": stages or list(cfg.stages)}).rowcount
+                         {"obsids": obsids, "stages": stages or list(cfg.stages),
+                          "lock_ns": lock_ns(cfg.schema)}).rowcount
         refresh_status(conn, cfg.schema, obsids)
     return n
 
@@ -315,4 +463,4 @@ def pending(url: str, cfg: AoiConfig, stage: str, start: dt.datetime | None = No
         return [tuple(r) for r in conn.execute(
             q("queue_pending", schema=cfg.schema),
             {"stage": stage, "start": start, "end": end, "requires": requires,
-             "max_attempts": cfg.max_attempts})]
+             "max_attempts": cfg.max_attempts, **_lock_params(cfg, stage)})]

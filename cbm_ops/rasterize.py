@@ -144,6 +144,27 @@ class ParcelIndex:
     parcels_version: str = ""
     seconds: float = 0.0
     timings: dict[str, float] | None = None   # rasterize / runs phases of build_index (s)
+    source: str = "memory"                    # "stored:<grid_id>" or "scene" (index_for_grid)
+    _centroids: tuple[np.ndarray, np.ndarray] | None = None
+
+    def centroids(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel centroid of every parcel in map units of the grid's CRS.
+
+        Returns
+        -------
+        (x, y) : float64 ndarrays, shape (P,)
+            Mean of the parcel's pixel centres (metres); NaN for parcels without pixels.
+        """
+        if self._centroids is None:
+            P = self.pids.size
+            lab = np.repeat(np.arange(P), np.diff(self.run_ptr))
+            n = (self.run_c1 - self.run_c0).astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cx = np.bincount(lab, weights=n * (self.run_c0 + self.run_c1) / 2.0, minlength=P) / self.npix
+                cy = np.bincount(lab, weights=n * (self.run_row + 0.5), minlength=P) / self.npix
+            g = self.grid
+            self._centroids = (g.x0 + cx * g.res, g.y0 - cy * g.res)
+        return self._centroids
 
     @property
     def max_pixels(self) -> int:
@@ -346,30 +367,93 @@ def _cached(key: tuple, make) -> ParcelIndex:
     return idx
 
 
-def index_for_grid(url: str, cfg: AoiConfig, image: Grid) -> ParcelIndex:
-    """The parcel index for an image grid: the stored lattice index, else rasterized now
-    (kept in a small per-process cache)."""
+def index_for_grid(url: str, cfg: AoiConfig, image: Grid, footprint: bytes | None = None,
+                   obsid: int | None = None) -> ParcelIndex:
+    """The parcel index for an image grid.
+
+    1. The stored index of the image's lattice (every Sentinel-2 scene; any lattice seen
+       on two scenes, below), kept in a small per-process cache.
+    2. Otherwise (Sentinel-1 CARD "Auto UTM" grids) only the parcels that intersect the
+       scene are loaded (a spatial query on the image extent and the catalogue
+       ``footprint``, EPSG:4326 WKB) and rasterized on the image grid. The lattice is
+       counted per scene (``obsid``, ``grid_sightings``): from its second scene on it is
+       built for all AOI parcels and stored like an S2 lattice, so repeating grids are
+       rasterized once.
+    """
     lattice = image.lattice
+    key = {"epsg": lattice[0], "res": lattice[1], "ox": lattice[2], "oy": lattice[3],
+           "all_touched": cfg.all_touched}
     with transaction(url) as conn:
         version = parcels_version(conn, cfg)
-        row = conn.execute(q("grid_get", schema=cfg.schema), {
-            "epsg": lattice[0], "res": lattice[1], "ox": lattice[2], "oy": lattice[3],
-            "all_touched": cfg.all_touched, "version": version}).fetchone()
-        if row is not None:
-            grid_id, x0, y0, width, height, created = row
-            grid = Grid(epsg=lattice[0], res=lattice[1], x0=x0, y0=y0, width=width, height=height)
+        row = conn.execute(q("grid_get", schema=cfg.schema), {**key, "version": version}).fetchone()
+    scene_key = (url, cfg.schema, "scene", lattice, cfg.all_touched, version, image.x0, image.y0,
+                 image.width, image.height, hash(footprint) if footprint else None)
+    if row is None and scene_key in _CACHE:              # the scene's next band
+        _CACHE.move_to_end(scene_key)
+        return _CACHE[scene_key]
+    if row is None:
+        with transaction(url) as conn:
+            seen = conn.execute(q("grid_sighting", schema=cfg.schema), {**key, "obsid": obsid}
+                                ).fetchone()[0]  # type: ignore[index]
+            if seen >= 2:
+                log.info("lattice %s seen on %d scenes: building its stored parcel index", lattice, seen)
+                idx = aoi_index(conn, cfg, lattice)
+                store_index(conn, cfg, idx)
+                row = conn.execute(q("grid_get", schema=cfg.schema), {**key, "version": version}).fetchone()
+    if row is not None:
+        grid_id, x0, y0, width, height, created = row
+        grid = Grid(epsg=lattice[0], res=lattice[1], x0=x0, y0=y0, width=width, height=height)
 
-            def load():
+        def load() -> ParcelIndex:
+            with transaction(url) as conn:
                 chunks = conn.execute(q("grid_chunks_get", schema=cfg.schema), {"grid_id": grid_id})
                 data = b"".join(bytes(r[0]) for r in chunks)
-                return ParcelIndex.from_bytes(data, grid, cfg.all_touched, version)
+            idx = ParcelIndex.from_bytes(data, grid, cfg.all_touched, version)
+            idx.source = f"stored:{grid_id}"
+            return idx
 
-            return _cached((cfg.schema, "stored", grid_id, created), load)
-        def build():
-            log.info("no stored parcel index for lattice %s: rasterizing for the scene", lattice)
-            return aoi_index(conn, cfg, lattice)
+        return _cached((url, cfg.schema, "stored", grid_id, created), load)
 
-        return _cached((cfg.schema, "scene", lattice, cfg.all_touched, version), build)
+    def build() -> ParcelIndex:
+        with transaction(url) as conn:
+            pids, geoms = load_parcels_in(conn, cfg, image, footprint)
+        if pids.size == 0:
+            idx = build_index(pids, geoms, image, all_touched=cfg.all_touched)
+        else:
+            grid = lattice_grid(image.epsg, image.res, tuple(shapely.total_bounds(geoms)),   # type: ignore[arg-type]
+                                (lattice[2], lattice[3]))
+            idx = build_index(pids, geoms, grid, all_touched=cfg.all_touched)
+        idx.parcels_version = version
+        idx.source = "scene"
+        log.info("parcel index for a scene grid on lattice %s: %d parcels intersect the scene, %.2f s",
+                 lattice, pids.size, idx.seconds)
+        return idx
+
+    return _cached(scene_key, build)
+
+
+def load_parcels_in(conn, cfg: AoiConfig, image: Grid, footprint: bytes | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(pids, shapely geometries in the image's EPSG) of the parcels intersecting a scene.
+
+    Parameters
+    ----------
+    image : Grid
+        The scene's image grid (its extent bounds the query).
+    footprint : bytes, optional
+        The catalogue footprint, EPSG:4326 WKB.
+    """
+    row = conn.execute(q("aoi_get", schema=cfg.schema), {"name": cfg.name}).fetchone()
+    if row is None or not row[1]:
+        raise LookupError(f"AOI {cfg.name!r} has no parcels: run import-parcels first")
+    minx, maxy = image.x0, image.y0
+    maxx, miny = image.x0 + image.width * image.res, image.y0 - image.height * image.res
+    rows = conn.execute(q("parcels_in_area", schema=cfg.schema, parcels=row[1]), {
+        "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy, "epsg": image.epsg, "srid": row[2],
+        "step": max(maxx - minx, maxy - miny) / 32.0 + 1e-9, "footprint": footprint}).fetchall()
+    pids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    geoms = shapely.from_wkb([r[1] for r in rows]) if rows else np.empty(0, object)
+    return pids, np.asarray(geoms)
 
 
 def rasterize_aoi(url: str, cfg: AoiConfig, epsgs: list[int] | None = None,

@@ -121,7 +121,7 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
                 sigs: tuple[np.ndarray, list[str], list[np.ndarray]] | None = None,
                 hists: tuple[bytes, int] | None = None,
                 bands: list[str], offsets: dict[str, int] | None = None, parcels: int,
-                seconds: float) -> int:
+                seconds: float, lineage: dict | None = None, quality: dict | None = None) -> int:
     """Replace a scene stage's rows and complete it, in ``conn``'s transaction.
 
     Parameters
@@ -140,6 +140,8 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
         S2 BOA_ADD_OFFSET applied per band, recorded in ``dias_catalogue.boa_add_offset``.
     parcels : int
         Parcels with data.
+    lineage, quality : dict, optional
+        Recorded on the stage (:mod:`cbm_ops.lineage`, :mod:`cbm_ops.quality`).
 
     Returns
     -------
@@ -168,7 +170,7 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
             pids, codes, stats = sigs
             rows = copy_sigs(conn, schema, part.sigs, pids, claim.obsid, codes, stats)
     queue.complete(conn, cfg, claim, owner, status=queue.EXTRACTED if rows else queue.NO_PARCELS,
-                   parcels=parcels, rows=rows, seconds=round(seconds, 3))
+                   parcels=parcels, rows=rows, seconds=round(seconds, 3), lineage=lineage, quality=quality)
     if offsets:   # after complete(): the catalogue row is locked after the stage row
         conn.execute(q("catalogue_record_offsets", schema=schema),
                      {"obsid": claim.obsid, "offsets": json.dumps(offsets)})

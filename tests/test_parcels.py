@@ -11,6 +11,7 @@ from conftest import shared
 
 from cbm_ops.config import AoiConfig
 from cbm_ops.parcels import ParcelImportError, import_parcels
+from cbm_ops.partitions import ensure_partition
 
 MECHELEN = ("befl-mechelen-markers", "original", "inputdata", "Prc_BEFL_2023_2023-07-24.gpkg")
 FLANDERS = ("worldcereal-cib-flanders-patches", "derived", "parcels_epsg32631.gpkg")
@@ -80,6 +81,7 @@ def test_invalid_geometries_repaired_and_empty_reported(db_url, db_schema, tmp_p
 def test_replacing_a_parcel_set_with_results_needs_replace(db_url, db_schema):
     cfg = cfg_for(db_schema)
     import_parcels(db_url, cfg, shared(*MECHELEN))
+    ensure_partition(db_url, cfg, 1)
     with psycopg.connect(db_url) as c:
         c.execute(f'INSERT INTO "{db_schema}".sigs (pid, obsid, band, count) VALUES (1, 1, %s, 4)', ("B04",))
     gpkg = shared("parcels-lpis", "flanders-geofileops", "polygon-parcel.gpkg")

@@ -90,16 +90,20 @@ def test_claim_order_dependency_and_summary(db_url, db_schema):
 def _claimer(url: str, schema: str, out, delay: float) -> None:
     cfg = make_cfg(schema)
     owner = queue.new_owner(f"p{os.getpid()}")
+    session = queue.Session(url)              # as run_queue: claims and writes on its own session
     got = []
     while True:
-        with transaction(url) as conn:
+        with session.tx() as conn:
             claims = queue.claim(conn, cfg, "scl", owner, n=1)
         if not claims:
             break
         time.sleep(delay)                 # widen the race window
-        with transaction(url) as conn:
+        with session.tx() as conn:
             queue.complete(conn, cfg, claims[0], owner, rows=1)
+        with session.tx() as conn:
+            queue.unlock(conn, cfg, claims[0])
         got.append(claims[0].obsid)
+    session.close()
     out.put(got)
 
 
@@ -124,37 +128,96 @@ def test_concurrent_claimers_never_share_a_scene(db_url, db_schema):
                          ("scl",)).fetchone()[0] == 1
 
 
+def _claim_and_hold(url: str, schema: str, label: str, out, seconds: float) -> None:
+    """Claim one scene on an own session and keep working on it (sleep) until killed."""
+    cfg = make_cfg(schema)                                    # 60 min lease: only liveness frees it
+    session = queue.Session(url)
+    with session.tx() as conn:
+        claims = queue.claim(conn, cfg, "scl", queue.new_owner(label), n=1)
+    out.put(claims[0].obsid)
+    time.sleep(seconds)
+
+
+def test_a_killed_worker_scene_is_claimable_at_once_a_live_one_never(db_url, db_schema):
+    """Liveness lock: while the holder lives nobody takes its scene (not even a process
+    with the same owner label, as a retried Airflow task); the moment it is SIGKILLed,
+    the next claim takes the scene, without waiting for the 60 min lease."""
+    cfg = make_cfg(db_schema, max_attempts=2)
+    seed(db_url, cfg, n_s2=1)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    label = "cbm_x/run1/scl.extract/0"
+    p = ctx.Process(target=_claim_and_hold, args=(db_url, db_schema, label, out, 120))
+    p.start()
+    obsid = out.get(timeout=60)
+    twin = queue.Session(db_url)
+    with twin.tx() as conn:                                   # same label, alive holder: no takeover
+        assert queue.claim(conn, cfg, "scl", queue.new_owner(label)) == []
+        held = queue.held_by_others(conn, cfg, "scl", queue.new_owner(label))
+    assert [h[0] for h in held] == [obsid] and held[0][1].startswith(label + "@")
+    assert queue.cleanup(db_url, cfg).requeued == {}          # cleanup leaves a live holder alone
+    assert queue.requeue(db_url, cfg, [obsid], ["scl"]) == 0
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    t0 = time.monotonic()
+    with twin.tx() as conn:
+        again = queue.claim(conn, cfg, "scl", queue.new_owner(label))
+    assert [(c.obsid, c.attempts) for c in again] == [(obsid, 2)]
+    assert time.monotonic() - t0 < 5
+    # the rescuer's connection dies too: with max_attempts reached the scene gets a named status
+    twin.close()
+    with transaction(db_url) as conn:
+        assert queue.claim(conn, cfg, "scl", queue.new_owner("third")) == []
+    assert stage_status(db_url, db_schema, "scl") == {obsid: queue.LEASE_EXPIRED}
+    assert catalogue_status(db_url, db_schema) == {queue.LEASE_EXPIRED: 1}
+
+
+def test_cleanup_and_requeue_take_back_a_dead_worker_scene(db_url, db_schema):
+    cfg = make_cfg(db_schema)
+    seed(db_url, cfg, n_s2=2)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    p = ctx.Process(target=_claim_and_hold, args=(db_url, db_schema, "cli", out, 120))
+    p.start()
+    first = out.get(timeout=60)
+    q2 = ctx.Process(target=_claim_and_hold, args=(db_url, db_schema, "cli", out, 120))
+    q2.start()
+    second = out.get(timeout=60)
+    for proc in (p, q2):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+    assert queue.requeue(db_url, cfg, [second], ["scl"]) == 1      # the operator's re-run takes it back
+    assert queue.cleanup(db_url, cfg).requeued == {"scl": [first]}   # and cleanup the other one
+    assert stage_status(db_url, db_schema, "scl") == {first: "ingested", second: "ingested"}
+
+
 def _claim_and_die(url: str, schema: str, out) -> None:
     cfg = make_cfg(schema, lease_minutes=1.0 / 60)            # 1 s lease
-    with transaction(url) as conn:
-        claims = queue.claim(conn, cfg, "scl", queue.new_owner("doomed"), n=1)
+    session = queue.Session(url)
+    with session.tx() as conn:
+        claims = queue.claim(conn, cfg, "scl", queue.new_owner("stuck"), n=1)
     out.put(claims[0].obsid)
-    time.sleep(60)                                            # killed before it completes
+    time.sleep(60)                                            # alive but stuck
 
 
-def test_killed_claimer_scene_is_claimed_again_after_lease(db_url, db_schema):
-    cfg = make_cfg(db_schema, lease_minutes=1.0 / 60, max_attempts=2)
+def test_a_stuck_live_worker_loses_its_scene_when_the_lease_expires(db_url, db_schema):
+    cfg = make_cfg(db_schema, lease_minutes=1.0 / 60)
     seed(db_url, cfg, n_s2=1)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     p = ctx.Process(target=_claim_and_die, args=(db_url, db_schema, out))
     p.start()
-    obsid = out.get(timeout=60)
-    os.kill(p.pid, signal.SIGKILL)
-    p.join()
-    owner = queue.new_owner("rescuer")
-    with transaction(db_url) as conn:
-        assert queue.claim(conn, cfg, "scl", owner) == []        # lease still running
-    time.sleep(1.5)
-    with transaction(db_url) as conn:
-        again = queue.claim(conn, cfg, "scl", owner)
-    assert [c.obsid for c in again] == [obsid] and again[0].attempts == 2
-    # The rescuer dies too: with max_attempts reached, the scene ends in a named status.
-    time.sleep(1.5)
-    with transaction(db_url) as conn:
-        assert queue.claim(conn, cfg, "scl", owner) == []
-    assert stage_status(db_url, db_schema, "scl") == {obsid: queue.LEASE_EXPIRED}
-    assert catalogue_status(db_url, db_schema) == {queue.LEASE_EXPIRED: 1}
+    try:
+        obsid = out.get(timeout=60)
+        s = queue.Session(db_url)
+        time.sleep(1.5)                                       # lease expired, the holder still lives
+        with s.tx() as conn:
+            again = queue.claim(conn, cfg, "scl", queue.new_owner("rescuer"))
+        assert [(c.obsid, c.attempts) for c in again] == [(obsid, 2)]
+        s.close()
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
 
 
 def test_lost_lease_cannot_complete(db_url, db_schema):
@@ -218,23 +281,6 @@ def test_release_does_not_count_an_attempt(db_url, db_schema):
         queue.release(conn, cfg, c, owner)
     with transaction(db_url) as conn:
         assert queue.claim(conn, cfg, "bs", owner)[0].attempts == 1
-
-
-def test_retry_of_the_same_task_takes_over_its_leases(db_url, db_schema):
-    cfg = make_cfg(db_schema)                                  # 60 min lease
-    seed(db_url, cfg, n_s2=0, n_bs=2)
-    label = "cbm_x/run1/bs.extract/0"
-    crashed = queue.new_owner(label)
-    with transaction(db_url) as conn:
-        held = queue.claim(conn, cfg, "bs", crashed, n=1)[0]
-    other = queue.new_owner("cbm_x/run1/bs.extract/1")
-    retry = queue.new_owner(label)
-    with transaction(db_url) as conn:
-        # another task cannot take the live lease; the retry of the same task can
-        assert [c.obsid for c in queue.claim(conn, cfg, "bs", other, obsids=[held.obsid],
-                                             steal_prefix="cbm_x/run1/bs.extract/1@")] == []
-        got = queue.claim(conn, cfg, "bs", retry, obsids=[held.obsid], steal_prefix=f"{label}@")
-    assert [(c.obsid, c.attempts) for c in got] == [(held.obsid, 2)]
 
 
 def test_schema_check_does_not_block_running_workers(db_url, db_schema):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import psycopg
 import pytest
-
-import datetime as dt
 
 from cbm_ops import writer
 from cbm_ops.config import AoiConfig

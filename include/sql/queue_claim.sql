@@ -1,15 +1,26 @@
--- Claim up to %(n)s pending scenes of a stage, oldest first, atomically: rows locked by
--- another claimer are skipped, so concurrent workers never get the same scene. A scene
--- whose lease expired, or is held by an earlier attempt of the same task (steal prefix),
--- is claimable again; each claim counts as an attempt.
-WITH cand AS (
+-- Claim up to %(n)s claimable scenes of a stage, oldest first, atomically: rows locked by
+-- another claimer are skipped, so concurrent workers never get the same scene; each claim
+-- counts as an attempt.
+-- Claimable: pending ('ingested'), or 'inprogress' whose holder is gone. A holder keeps a
+-- session-level advisory lock keyed on (schema, attempt) and (obsid, stage) while it works
+-- (cbm_ops.queue.Session): when its process, host or connection dies PostgreSQL releases
+-- the lock at once, and the stage is claimable at the next claim. A lease that expired
+-- also frees the stage (a holder alive but stuck); its late write is fenced by lease_owner.
+WITH held AS MATERIALIZED (
+    SELECT classid, objid FROM pg_locks
+    WHERE locktype = 'advisory' AND objsubid = 2 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), cand AS (
     SELECT s.obsid
     FROM {schema}.scene_stages s
     JOIN {schema}.dias_catalogue c ON c.id = s.obsid
     WHERE s.stage = %(stage)s
       AND (s.status = 'ingested'
-           OR (s.status = 'inprogress' AND (s.lease_expires < now()
-                                            OR starts_with(s.lease_owner, %(steal)s::text))))
+           OR (s.status = 'inprogress'
+               AND (s.lease_expires < now()
+                    OR NOT EXISTS (SELECT 1 FROM held h
+                                   WHERE h.classid = ((hashtext(%(lock_ns)s) & -65536) | (s.attempts & 65535))::oid
+                                     AND h.objid = (s.obsid * 8 + %(stage_idx)s)::oid))))
       AND s.attempts < %(max_attempts)s
       AND (%(obsids)s::int[] IS NULL OR s.obsid = ANY (%(obsids)s::int[]))
       AND (%(start)s::timestamp IS NULL OR c.obstime >= %(start)s::timestamp)
@@ -30,4 +41,4 @@ SET status = 'inprogress',
 FROM cand, {schema}.dias_catalogue c
 WHERE s.obsid = cand.obsid AND s.stage = %(stage)s AND c.id = s.obsid
 RETURNING s.obsid, s.attempts, c.reference, c.obstime, c.card, c.product_identifier, c.epsg,
-          c.tile, c.processing_baseline
+          c.tile, c.processing_baseline, s.gate_released, ST_AsBinary(c.footprint), c.source

@@ -1,7 +1,8 @@
 -- Mark a claimed stage done; only the lease owner can (no row returned = lease lost).
+-- Records what produced the rows (lineage) and the quality gate's measurements.
 UPDATE {schema}.scene_stages
 SET status = %(status)s, lease_owner = NULL, lease_expires = NULL, last_error = NULL,
     retryable = true, parcels = %(parcels)s, rows = %(rows)s, seconds = %(seconds)s,
-    updated_at = now()
+    lineage = %(lineage)s, quality = %(quality)s, updated_at = now()
 WHERE obsid = %(obsid)s AND stage = %(stage)s AND lease_owner = %(owner)s AND status = 'inprogress'
 RETURNING obsid

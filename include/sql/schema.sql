@@ -132,6 +132,19 @@ CREATE TABLE IF NOT EXISTS {schema}.parcel_grids (
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (epsg, resolution, origin_x, origin_y, all_touched)
 );
+-- Lattices seen on scenes that no stored index serves (Sentinel-1 CARD "Auto UTM" grids):
+-- the second scene on a lattice makes it a stored lattice like the Sentinel-2 ones.
+CREATE TABLE IF NOT EXISTS {schema}.grid_sightings (
+    epsg        integer NOT NULL,
+    resolution  double precision NOT NULL,
+    origin_x    double precision NOT NULL,
+    origin_y    double precision NOT NULL,
+    all_touched boolean NOT NULL,
+    scenes      integer NOT NULL DEFAULT 0,
+    last_obsid  integer,                 -- the bands of one scene count once
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (epsg, resolution, origin_x, origin_y, all_touched)
+);
 CREATE TABLE IF NOT EXISTS {schema}.parcel_grid_chunks (
     grid_id integer NOT NULL REFERENCES {schema}.parcel_grids (grid_id) ON DELETE CASCADE,
     seq     integer NOT NULL,
