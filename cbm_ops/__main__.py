@@ -92,18 +92,35 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import psycopg
+
     try:
         cfg = get_aoi(args.aoi)
         url = args.db_url or db_url_from_env(cfg.db_conn_id)
         result = _run(args, cfg, url)
-    except (ConfigError, LookupError, FileNotFoundError, RuntimeError) as exc:
+    except (ConfigError, LookupError, FileNotFoundError, RuntimeError, ValueError) as exc:
         # operator errors (bad configuration, missing AOI/parcels/store, catalogue or import
-        # failures) as one line; anything else keeps its traceback
-        log.error("%s: %s", type(exc).__name__, exc)
+        # failures, an outage longer than db_retry_minutes) as one line
+        log.error("%s: %s", type(exc).__name__, _one_line(exc))
+        log.debug("traceback (-v)", exc_info=True)
+        return 2
+    except psycopg.OperationalError as exc:
+        log.error("database unreachable: %s", _one_line(exc))
+        log.debug("traceback (-v)", exc_info=True)
+        return 3
+    except psycopg.Error as exc:
+        # refused by PostgreSQL/PostGIS, e.g. an invalid --aoi-wkt
+        log.error("database refused the command (%s): %s", type(exc).__name__, _one_line(exc))
+        log.debug("traceback (-v)", exc_info=True)
         return 2
     if result is not None:
         print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] if text else type(exc).__name__
 
 
 def _run(args: argparse.Namespace, cfg, url: str):

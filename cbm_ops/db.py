@@ -170,6 +170,7 @@ def _options() -> str:
 _POOLS: dict[tuple[int, str], object] = {}
 _POOLS_LOCK = threading.Lock()
 POOL_MAX_SIZE = int(os.environ.get("CBM_DB_POOL_MAX", "8"))
+POOL_TIMEOUT_S = float(os.environ.get("CBM_DB_POOL_TIMEOUT", "30"))
 
 
 def pool(url: str):
@@ -178,7 +179,8 @@ def pool(url: str):
     One pool per process and database: a forked child (Airflow task runner, Celery
     prefork) gets its own pool instead of sharing its parent's sockets. Connections are
     checked before they are handed out, so a database restart costs one reconnect,
-    not a failed task. ``CBM_DB_POOL_MAX`` caps its size (default 8).
+    not a failed task. ``CBM_DB_POOL_MAX`` caps its size (default 8); a connection
+    is waited for ``CBM_DB_POOL_TIMEOUT`` seconds (default 30).
     """
     from psycopg_pool import ConnectionPool
 
@@ -189,7 +191,7 @@ def pool(url: str):
             p = _POOLS.get(key)
             if p is None:
                 p = ConnectionPool(
-                    _libpq_url(url), min_size=0, max_size=POOL_MAX_SIZE, open=True, timeout=60.0,
+                    _libpq_url(url), min_size=0, max_size=POOL_MAX_SIZE, open=True, timeout=POOL_TIMEOUT_S,
                     max_idle=300.0, check=ConnectionPool.check_connection, reset=_reset, name="cbm",
                     kwargs={"application_name": "cbm-airflow", "options": _options()})
                 _POOLS[key] = p
@@ -224,7 +226,8 @@ def transaction(url: str) -> Iterator[psycopg.Connection]:
     Raises
     ------
     psycopg_pool.PoolTimeout
-        If no connection could be had within 60 s (the server is unreachable).
+        If no connection could be had within ``CBM_DB_POOL_TIMEOUT`` (the server is
+        unreachable); a subclass of ``psycopg.OperationalError``.
     """
     with pool(url).connection() as conn:  # commit on clean exit, rollback on error
         yield conn

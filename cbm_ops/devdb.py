@@ -139,6 +139,24 @@ class TempPostgis:
         log.info("throwaway PostGIS on 127.0.0.1:%s (%s)", pg.port, directory)
         return pg
 
+    def _ctl(self, *args: str) -> None:
+        data = os.path.join(self.directory, "data")
+        self._run(f"{self.bindir}/pg_ctl", "-D", data, *args)
+
+    def server_stop(self) -> None:
+        """Stop the server (fast shutdown: sessions are terminated), keep the cluster."""
+        self._ctl("-m", "fast", "-w", "stop")
+
+    def server_start(self) -> None:
+        """Start the stopped server again with the options it was created with."""
+        opts = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 {SERVER_SETTINGS}"
+        self._ctl("-o", opts, "-l", os.path.join(self.directory, "server.log"), "-w", "-t", "60", "start")
+
+    def restart(self) -> None:
+        """Restart the server (what an operator or a crash-restart does to running clients)."""
+        self.server_stop()
+        self.server_start()
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory."""
         data = os.path.join(self.directory, "data")
