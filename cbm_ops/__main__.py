@@ -73,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     cmd("cleanup", "requeue stuck and retryable-failed scenes (faulty-scene cleanup)")
 
     p = cmd("requeue", "re-run scenes: put their stages back in the queue")
-    p.add_argument("--obsid", type=int, action="append", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--obsid", type=int, action="append", help="scene id (repeatable)")
+    g.add_argument("--all", action="store_true", help="every scene of the AOI (after a parcel-set replacement)")
     p.add_argument("--stage", action="append", choices=list(STAGES))
 
     p = cmd("release", "accept quarantined scene stages: lift the quality gate for them and extract them")
@@ -142,8 +144,15 @@ def _run(args: argparse.Namespace, cfg, url: str):
         from .catalogue import harvest
 
         db.ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
-        start = args.start or dt.datetime.combine(cfg.start_date, dt.time())
+        lo = dt.datetime.combine(cfg.start_date, dt.time())
+        hi = dt.datetime.combine(cfg.end_date, dt.time()) if cfg.end_date else None
+        start = max(args.start or lo, lo)                   # the campaign bounds every harvest, as in the DAG
         end = args.end or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        end = min(end, hi) if hi else end
+        if start >= end:
+            log.warning("harvest window %s..%s is outside the AOI's campaign %s..%s: nothing to harvest",
+                        args.start, args.end, cfg.start_date, cfg.end_date)
+            return {"skipped": "outside the campaign"}
         return harvest(url, cfg, start, end, args.card).as_dict()
     if args.command == "rasterize":
         from .rasterize import rasterize_aoi
@@ -167,7 +176,7 @@ def _run(args: argparse.Namespace, cfg, url: str):
     if args.command == "requeue":
         from .queue import requeue
 
-        return {"requeued": requeue(url, cfg, args.obsid, args.stage)}
+        return {"requeued": requeue(url, cfg, None if args.all else args.obsid, args.stage)}
     if args.command == "release":
         from .extract import run_queue
         from .queue import DEPENDENTS, accept_quarantined

@@ -45,17 +45,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Tables of an AOI schema that a parcel table must not replace.
+RESERVED_TABLES = frozenset({
+    "dias_catalogue", "aois", "sigs", "hists", "scene_stages", "parcel_grids", "parcel_grid_chunks",
+    "grid_sightings", "result_partitions", "cbm_schema", "sigs_legacy", "hists_legacy",
+    "harvest_log", "s1_orders", "s1_order_items", "parcel_observations"})
+
+
 class ParcelsConfig(_Strict):
     table: str = "parcels"
     source: str | None = None          # file to import (GeoPackage, Shapefile, GeoJSON)
     layer: str | None = None           # layer of the source file (default: first)
     crop_column: str | None = None     # attribute shown in summaries (crop name/code)
+    exclude_outliers: bool = True      # drop parcels far away from the rest (coordinates of another CRS)
+    outlier_factor: float = Field(default=10.0, gt=1)   # x the 90 % distance from the set's centre
+    crs_tolerance_deg: float = Field(default=1.0, ge=0)  # slack around the CRS's area of use
+    max_outline_km2: float = Field(default=5e6, gt=0)       # parcel extent above this: refused (EU ~4.2e6)
+    max_km2_per_parcel: float = Field(default=5000.0, gt=0)  # parcel extent per parcel above this: refused
 
     @field_validator("table")
     @classmethod
     def _ident(cls, v: str) -> str:
         if not _IDENT.match(v):
             raise ValueError(f"{v!r} is not a lower-case SQL identifier")
+        if v in RESERVED_TABLES or re.match(r"^(sigs|hists)_o\d+$|^_import_", v):
+            raise ValueError(f"{v!r} is a table of cbm-airflow itself; give the parcel table another name")
         return v
 
 
@@ -271,6 +285,38 @@ def load_all(directory: str | Path | None = None) -> dict[str, AoiConfig]:
         aois[cfg.name] = cfg
         schemas[cfg.schema] = cfg.name
     return aois
+
+
+def load_valid(directory: str | Path | None = None) -> tuple[dict[str, AoiConfig], dict[str, str]]:
+    """The valid AOI files of ``directory``, and an error message per invalid file.
+
+    For the DAG files: one broken AOI file must not take the other AOIs' DAGs down.
+    A file that repeats an AOI name or a schema of an earlier (sorted) file is invalid.
+
+    Returns
+    -------
+    (dict, dict)
+        AOIs by name; ``{file path: one-line error}`` of the files left out.
+    """
+    directory = Path(directory or aoi_dir())
+    aois: dict[str, AoiConfig] = {}
+    schemas: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for f in sorted(directory.glob("*.y*ml")):
+        try:
+            cfg = load_aoi(f)
+        except ConfigError as exc:
+            errors[str(f)] = str(exc)
+            continue
+        if cfg.name in aois:
+            errors[str(f)] = f"{f}: AOI {cfg.name!r} is defined twice"
+        elif cfg.schema in schemas:
+            errors[str(f)] = (f"{f}: schema {cfg.schema!r} is already used by AOI {schemas[cfg.schema]!r}; "
+                              "give each AOI its own schema")
+        else:
+            aois[cfg.name] = cfg
+            schemas[cfg.schema] = cfg.name
+    return aois, errors
 
 
 def get_aoi(name_or_path: str) -> AoiConfig:

@@ -29,7 +29,7 @@ from .config import STAGES, AoiConfig
 from .partitions import ensure_partition
 from .rasterize import Grid, GridError, ParcelIndex, build_index, index_for_grid
 from .scenes import BandFile, SceneError, band_files
-from .store import MountStore, S3Store, make_store, product_path
+from .store import MountStore, S3Store, StorePathError, make_store, product_path
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,10 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     """
     t0 = time.perf_counter()
     kind = STAGES[claim.stage][1]
-    rel = product_path(claim.product_identifier, claim.reference, claim.card, claim.obstime)
+    try:
+        rel = product_path(claim.product_identifier, claim.reference, claim.card, claim.obstime)
+    except StorePathError as exc:
+        raise SceneError("Bad metadata", str(exc), retryable=False) from None
     t_read = t_stats = 0.0
     renewed = t0
     files: list[BandFile] = []

@@ -430,11 +430,12 @@ def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
     return CleanupReport(requeued=requeued, rows_deleted=deleted, permanent=permanent)
 
 
-def requeue(url: str, cfg: AoiConfig, obsids: list[int], stages: list[str] | None = None) -> int:
+def requeue(url: str, cfg: AoiConfig, obsids: list[int] | None, stages: list[str] | None = None) -> int:
     """Operator re-run: put scenes' stages back to ``ingested`` (any status; a stage in
     progress only if its holder is gone).
 
     Existing rows stay until the new extraction replaces them in one transaction.
+    ``obsids`` None: every scene of the AOI (after a parcel-set replacement).
 
     Returns
     -------
@@ -445,7 +446,10 @@ def requeue(url: str, cfg: AoiConfig, obsids: list[int], stages: list[str] | Non
         n = conn.execute(q("queue_requeue", schema=cfg.schema),
                          {"obsids": obsids, "stages": stages or list(cfg.stages),
                           "lock_ns": lock_ns(cfg.schema)}).rowcount
-        refresh_status(conn, cfg.schema, obsids)
+        if obsids is not None:
+            refresh_status(conn, cfg.schema, obsids)
+        else:
+            conn.execute(q("scene_status_refresh_all", schema=cfg.schema))
     return n
 
 

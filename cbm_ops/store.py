@@ -51,11 +51,27 @@ class ProductFiles(Protocol):
         """
 
 
+class StorePathError(ValueError):
+    """A product path that would leave the store root (``..``, absolute parts)."""
+
+
 def product_path(product_identifier: str | None, reference: str, card: str, obstime) -> str:
-    """Path of a product relative to the store root."""
+    """Path of a product relative to the store root.
+
+    Raises
+    ------
+    StorePathError
+        If the catalogue's identifier would escape the store root (``..`` components):
+        a catalogue record must not make a worker read elsewhere on its disk or bucket.
+    """
     if product_identifier and product_identifier.startswith("/eodata/"):
-        return product_identifier[len("/eodata/"):].rstrip("/")
-    return naming.store_path(reference, card, obstime)
+        rel = product_identifier[len("/eodata/"):].rstrip("/")
+    else:
+        rel = naming.store_path(reference, card, obstime)
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("..", "") for p in parts):
+        raise StorePathError(f"product path {product_identifier or rel!r} leaves the store root")
+    return rel
 
 
 class _MountProduct:

@@ -59,3 +59,19 @@ def test_two_aois_cannot_share_a_schema(tmp_path):
     (tmp_path / "b.yaml").write_text("start_date: 2020-01-01\nschema: s\n")
     with pytest.raises(ConfigError, match="already used"):
         load_all(tmp_path)
+
+
+def test_one_invalid_aoi_file_leaves_the_others_loadable(tmp_path):
+    from cbm_ops.config import load_valid
+
+    (tmp_path / "good.yaml").write_text("start_date: 2020-01-01\n")
+    (tmp_path / "broken.yaml").write_text("start_date: 2020-01-01\ncataloge: {}\n")
+    (tmp_path / "twin.yaml").write_text("start_date: 2020-01-01\nschema: good\n")
+    (tmp_path / "table.yaml").write_text("start_date: 2020-01-01\nparcels: {table: sigs}\n")
+    aois, errors = load_valid(tmp_path)
+    assert list(aois) == ["good"]
+    assert {k.rsplit("/", 1)[1]: v for k, v in errors.items()}.keys() == {"broken.yaml", "twin.yaml", "table.yaml"}
+    assert all(k in v for k, v in errors.items())                    # each message names its file
+    assert "cataloge" in errors[str(tmp_path / "broken.yaml")]
+    assert "already used by AOI 'good'" in errors[str(tmp_path / "twin.yaml")]
+    assert "table of cbm-airflow" in errors[str(tmp_path / "table.yaml")]

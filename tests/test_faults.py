@@ -141,3 +141,42 @@ def test_postgis_errors_from_user_input_are_one_line(db_url, db_schema, tmp_path
                            "--aoi-wkt", "POLYGON((3 50, 4 50, 4"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "database refused the command" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_cli_harvest_keeps_to_the_campaign(db_url, db_schema, tmp_path):
+    """The AOI's start_date/end_date bound a CLI harvest as they bound the DAG's."""
+    aoi = aoi_file(tmp_path, db_schema, start_date="2018-01-01", end_date="2018-06-01")
+    assert cli(["import-parcels", "--aoi", aoi, "--db-url", db_url]) == 0
+    assert cli(["harvest", "--aoi", aoi, "--db-url", db_url, "--start", "2017-01-01", "--end", "2019-06-01"]) == 0
+    with psycopg.connect(db_url) as c:
+        lo, hi, n = c.execute(f'SELECT min(obstime), max(obstime), count(*) FROM "{db_schema}".dias_catalogue'
+                              ).fetchone()
+    assert n > 0 and str(lo) >= "2018-01-01" and str(hi) < "2018-06-01"
+
+
+def test_a_product_identifier_cannot_leave_the_store(db_url, db_schema, tmp_path):
+    import datetime as dt
+
+    from cbm_ops import catalogue
+    from cbm_ops.config import load_aoi
+    from cbm_ops.db import transaction
+    from cbm_ops.extract import run_queue
+    from cbm_ops.store import StorePathError, product_path
+
+    with pytest.raises(StorePathError):
+        product_path("/eodata/../../etc", "x", "bs", dt.datetime(2018, 1, 1))
+    aoi = aoi_file(tmp_path, db_schema)
+    assert cli(["import-parcels", "--aoi", aoi, "--db-url", db_url]) == 0
+    cfg = load_aoi(aoi)
+    t = dt.datetime(2018, 5, 4, 17, 32, 37)
+    rec = catalogue.SceneRecord(
+        reference="S1A_IW_GRDH_1SDV_20180504T173237_20180504T173302_021758_0054FE_0000_CARD_BS", obstime=t,
+        sensor="1A", card="bs", footprint_wkt="MULTIPOLYGON(((2.8 50.7, 3.2 50.7, 3.2 51, 2.8 51, 2.8 50.7)))",
+        tile=None, epsg=32631, relative_orbit=88, orbit_direction="ASCENDING", processing_baseline=None,
+        cloud_cover=None, product_identifier="/eodata/Sentinel-1/../../../../etc", catalogue_id=None,
+        source="test")
+    with transaction(db_url) as conn:
+        catalogue.upsert(conn, cfg.schema, [rec], catalogue.HarvestReport())
+        catalogue.enqueue(conn, cfg)
+    out = run_queue(db_url, cfg, "bs")
+    assert out["by_status"] == {"Bad metadata": 1} and "leaves the store root" in out["results"][0]["error"]

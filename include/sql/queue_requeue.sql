@@ -1,4 +1,4 @@
--- Operator re-run of scenes' stages. Stages in progress are left to their holder unless
+-- Operator re-run of scenes' stages (all scenes when obsids is NULL). Stages in progress are left to their holder unless
 -- it is gone (liveness lock released: the worker died).
 WITH held AS MATERIALIZED (
     SELECT classid, objid FROM pg_locks
@@ -8,7 +8,7 @@ WITH held AS MATERIALIZED (
 UPDATE {schema}.scene_stages s
 SET status = 'ingested', attempts = 0, retryable = true, lease_owner = NULL,
     lease_expires = NULL, updated_at = now()
-WHERE s.obsid = ANY (%(obsids)s::int[]) AND s.stage = ANY (%(stages)s::text[])
+WHERE (%(obsids)s::int[] IS NULL OR s.obsid = ANY (%(obsids)s::int[])) AND s.stage = ANY (%(stages)s::text[])
   AND (s.status <> 'inprogress'
        OR NOT EXISTS (SELECT 1 FROM held h
                       WHERE h.classid = ((hashtext(%(lock_ns)s) & -65536) | (s.attempts & 65535))::oid
