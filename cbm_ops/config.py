@@ -17,6 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_harvest import CompletenessConfig, HarvestConfig, OrderingConfig
 from .db import PROJECT_DIR, ConfigError
 
 AOI_DIR = PROJECT_DIR / "include" / "aois"
@@ -145,6 +146,11 @@ class AoiConfig(_Strict):
     s1_nodata: float = 0.0
     maintenance: MaintenanceConfig = MaintenanceConfig()
     docker: DockerConfig = DockerConfig()
+    # --- harvest checks, completeness, S1 CARD ordering (cbm_ops/config_harvest.py, docs/harvest.md)
+    harvest: HarvestConfig = HarvestConfig()
+    completeness: CompletenessConfig = CompletenessConfig()
+    ordering: OrderingConfig = OrderingConfig()
+    # ---
     tags: tuple[str, ...] = ()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -8,7 +8,14 @@ matters to a harvester:
 * a query can only be paged up to ``cap`` records: a page starting at or beyond the cap
   answers HTTP 400 (CDSE's offset limit) while ``totalResults`` reports the full count;
 * ``fail_once`` answers 503 once for the given page number (exercises the retry);
-* filters on ``startDate``/``completionDate`` (inclusive), ``productType`` and ``geometry``.
+* filters on ``startDate``/``completionDate`` (inclusive), ``productType`` and ``geometry``;
+* ``garbage_page`` answers that page with a body that is not a resto document (``text``)
+  or a JSON document that is not a FeatureCollection (``json``);
+* ``records`` may be changed between harvests (late arrivals, holes).
+
+Keys starting with ``_`` are server-side only: ``_when`` (filter/sort time, for records
+whose ``startDate`` is deliberately broken), ``_ptype`` (productType to filter on),
+``_geom`` (geometry to filter on), ``_pos`` (raw Atom posList text).
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ def _t(s: str) -> dt.datetime:
 
 class RestoServer:
     def __init__(self, records: list[dict], *, page_max: int = 10, cap: int = 25,
-                 exact: bool = True, fail_once: int | None = None):
+                 exact: bool = True, fail_once: int | None = None,
+                 garbage_page: tuple[int, str] | None = None):
         self.records = records
         self.page_max, self.cap, self.exact = page_max, cap, exact
         self.fail_once = fail_once
+        self.garbage_page = garbage_page
         self.requests: list[str] = []
         server = self
 
@@ -71,14 +80,18 @@ class RestoServer:
         if self.fail_once is not None and page == self.fail_once:
             self.fail_once = None
             return 503, "text/plain", b"temporarily unavailable"
+        if self.garbage_page is not None and page == self.garbage_page[0]:
+            if self.garbage_page[1] == "json":
+                return 200, "application/json", b'{"ErrorMessage": "upstream index offline"}'
+            return 200, "text/html", b"<html><body>Service temporarily unavailable</body></html"
         per = min(int(qs.get("maxRecords", 20)), self.page_max)
         start, end = _t(qs["startDate"]), _t(qs["completionDate"])
         aoi = shapely.from_wkt(qs["geometry"])
         hits = [r for r in self.records
-                if r["collection"] == collection and r["productType"] == qs.get("productType")
-                and start <= _t(r["startDate"]) <= end
-                and shapely.intersects(shapely.geometry.shape(r["geometry"]), aoi)]
-        hits.sort(key=lambda r: r["startDate"])
+                if r["collection"] == collection and r.get("_ptype", r["productType"]) == qs.get("productType")
+                and start <= _t(r.get("_when") or r["startDate"]) <= end
+                and shapely.intersects(shapely.geometry.shape(r.get("_geom") or r["geometry"]), aoi)]
+        hits.sort(key=lambda r: r.get("_when") or r["startDate"])
         offset = (page - 1) * per
         if offset >= self.cap:
             return 400, "application/json", json.dumps(
@@ -94,7 +107,7 @@ class RestoServer:
                  "links": [{"rel": "self", "href": self.url + path}]
                  + ([{"rel": "next", "href": next_href}] if next_href else [])}
         feats = [{"type": "Feature", "id": r["id"], "geometry": r["geometry"],
-                  "properties": {k: v for k, v in r.items() if k not in ("geometry", "id")}}
+                  "properties": {k: v for k, v in r.items() if k not in ("geometry", "id") and k[0] != "_"}}
                  for r in chunk]
         return 200, "application/json", json.dumps(
             {"type": "FeatureCollection", "properties": props, "features": feats}).encode()
@@ -102,17 +115,25 @@ class RestoServer:
     def _atom(self, chunk, total, per, next_href) -> bytes:
         entries = []
         for r in chunk:
-            ring = r["geometry"]["coordinates"][0]
-            pos = " ".join(f"{lat} {lon}" for lon, lat in ring)
+            if "_pos" in r:
+                pos = r["_pos"]
+            else:
+                ring = r["geometry"]["coordinates"][0]
+                pos = " ".join(f"{lat} {lon}" for lon, lat in ring)
+            begin = (f"<gml:beginPosition>{escape(str(r['startDate']))}</gml:beginPosition>"
+                     if r.get("startDate") not in (None, "") else "")
+            rel = (f"<relativeOrbitNumber>{escape(str(r['relativeOrbitNumber']))}</relativeOrbitNumber>"
+                   if "relativeOrbitNumber" in r else "")
             entries.append(
                 f"<entry><id>{r['id']}</id><title>{escape(r['title'])}</title>"
-                f"<gml:validTime><gml:TimePeriod><gml:beginPosition>{r['startDate']}</gml:beginPosition>"
+                f"<gml:validTime><gml:TimePeriod>{begin}"
                 f"<gml:endPosition>{r['completionDate']}</gml:endPosition></gml:TimePeriod></gml:validTime>"
                 f"<georss:where><gml:Polygon><gml:exterior><gml:LinearRing>"
-                f"<gml:posList srsDimensions=\"2\">{pos}</gml:posList>"
+                f"<gml:posList srsDimensions=\"2\">{escape(pos)}</gml:posList>"
                 f"</gml:LinearRing></gml:exterior></gml:Polygon></georss:where>"
                 f"<productIdentifier>{escape(r['productIdentifier'])}</productIdentifier>"
-                f"<cloudCover>{r.get('cloudCover', 0)}</cloudCover>"
+                f"<productType>{escape(r['productType'])}</productType>"
+                f"<cloudCover>{escape(str(r.get('cloudCover', 0)))}</cloudCover>{rel}"
                 f"<orbitDirection>{r.get('orbitDirection', '')}</orbitDirection></entry>")
         link = f'<link rel="next" type="application/atom+xml" href="{escape(next_href)}"/>' if next_href else ""
         return (
@@ -146,5 +167,5 @@ def synthetic_records(n_s2: int = 57, n_bs: int = 12) -> list[dict]:
                      "title": ref, "startDate": t.isoformat() + ".000Z",
                      "completionDate": t.isoformat() + ".000Z", "geometry": square,
                      "productIdentifier": f"/eodata/Sentinel-1/SAR/CARD-BS/{t:%Y/%m/%d}/{ref}",
-                     "orbitDirection": "ASCENDING", "relativeOrbitNumber": 88})
+                     "orbitDirection": "ASCENDING", "relativeOrbitNumber": (absorb - 73) % 175 + 1})
     return recs
