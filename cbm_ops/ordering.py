@@ -593,11 +593,16 @@ def run_ordering(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
 
     Raises
     ------
+    ConfigError
+        If ``ordering.enabled`` is false and this is not a dry run.
     HarvestError
         If the source catalogue cannot be searched.
     OrderRefused
         If the login is refused.
     """
+    if not cfg.ordering.enabled and not dry_run:
+        raise ConfigError(f"ordering is off for AOI {cfg.name} (ordering.enabled: false): enable it, "
+                          "or use a dry run to see what would be ordered")
     polled = [] if dry_run or client is None else poll(url, cfg, client)
     p = plan(url, cfg, start, end, cards=cards, source=source)
     rep = submit(url, cfg, p, client, dry_run=dry_run)

@@ -169,3 +169,83 @@ def synthetic_records(n_s2: int = 57, n_bs: int = 12) -> list[dict]:
                      "productIdentifier": f"/eodata/Sentinel-1/SAR/CARD-BS/{t:%Y/%m/%d}/{ref}",
                      "orbitDirection": "ASCENDING", "relativeOrbitNumber": (absorb - 73) % 175 + 1})
     return recs
+
+
+# ----------------------------------------------------------------------------- revisit catalogue
+# SYNTHETIC catalogue with the real revisit pattern: each satellite repeats its track every
+# 10 days (S2) / 12 days (S1); S2A/S2B and S1A/S1B are half a cycle apart. Names follow the
+# naming conventions; times, orbits and datatake ids are invented but consistent (the
+# relative orbit derived from the absolute orbit in an S1 name is the track's).
+FLANDERS_SQUARE = {"type": "Polygon", "coordinates": [[[2.9, 50.4], [4.5, 50.4], [4.5, 51.4],
+                                                        [2.9, 51.4], [2.9, 50.4]]]}
+S2_TRACKS = (  # satellite, relative orbit, tile, first pass
+    ("A", 51, "31UDS", dt.datetime(2024, 1, 2, 10, 56, 21)),
+    ("B", 51, "31UDS", dt.datetime(2024, 1, 7, 10, 56, 19)),
+    ("A", 51, "31UES", dt.datetime(2024, 1, 2, 10, 56, 21)),
+    ("B", 51, "31UES", dt.datetime(2024, 1, 7, 10, 56, 19)),
+    ("A", 8, "31UES", dt.datetime(2024, 1, 4, 10, 46, 21)),
+    ("B", 8, "31UES", dt.datetime(2024, 1, 9, 10, 46, 19)),
+)
+# satellite, relative orbit, first pass, its absolute orbit (S1A: (abs-73)%175+1, S1B: (abs-27)%175+1)
+S1_TRACKS = (("A", 88, dt.datetime(2024, 1, 1, 17, 41, 21), 52135),
+             ("B", 88, dt.datetime(2024, 1, 7, 17, 41, 22), 29864))
+
+
+def s2_revisit_records(start: dt.datetime, end: dt.datetime, tracks=S2_TRACKS) -> list[dict]:
+    """SYNTHETIC S2 L2A records of the tracks between start and end (one per pass and tile)."""
+    out = []
+    for sat, orbit, tile, first in tracks:
+        t = first
+        while t <= end:
+            if t >= start:
+                ref = f"S2{sat}_MSIL2A_{t:%Y%m%dT%H%M%S}_N0510_R{orbit:03d}_T{tile}_{t:%Y%m%d}T140000"
+                out.append({"id": f"s2-{ref}", "collection": "Sentinel2", "productType": "S2MSI2A",
+                            "title": ref + ".SAFE", "startDate": t.isoformat() + ".024Z",
+                            "completionDate": t.isoformat() + ".024Z", "geometry": FLANDERS_SQUARE,
+                            "productIdentifier": f"/eodata/Sentinel-2/MSI/L2A/{t:%Y/%m/%d}/{ref}.SAFE",
+                            "cloudCover": 40.0, "orbitDirection": "descending",
+                            "relativeOrbitNumber": orbit})
+            t += dt.timedelta(days=10)
+    return sorted(out, key=lambda r: r["startDate"])
+
+
+S1_KIND = {  # product type -> (name product class, suffix, resto productType, slice offset s)
+    "CARD-BS": ("GRDH", "_CARD_BS", "CARD-BS", 0),
+    "GRD": ("GRDH", "", "GRD", 0),
+    "SLC": ("SLC_", "", "SLC", 2),
+    "CARD-COH6": ("SLC_", "_CARD_COH6", "CARD-COH6", 2),
+}
+
+
+def s1_revisit_records(start: dt.datetime, end: dt.datetime, kind: str = "CARD-BS",
+                       tracks=S1_TRACKS, slices: int = 2) -> list[dict]:
+    """SYNTHETIC S1 records (``slices`` consecutive products per pass) of one kind.
+
+    GRD and CARD-BS (and SLC and CARD-COH6) of one pass share mission, start, stop,
+    absolute orbit and datatake id, as the CREODIAS CARD products carry their source's
+    name; GRD and SLC slices start 2 s apart.
+    """
+    cls, suffix, ptype, off = S1_KIND[kind]
+    out = []
+    for sat, orbit, first, absorb in tracks:
+        t, k = first, 0
+        while t <= end:
+            if t >= start:
+                for s in range(slices):
+                    t0 = t + dt.timedelta(seconds=off + 25 * s)
+                    t1 = t0 + dt.timedelta(seconds=27)
+                    take = (0x40000 if sat == "A" else 0x20000) + 16 * k
+                    uid = f"{(absorb + 175 * k + s * 7) % 65536:04X}"
+                    src = (f"S1{sat}_IW_{cls}_1SDV_{t0:%Y%m%dT%H%M%S}_{t1:%Y%m%dT%H%M%S}_"
+                           f"{absorb + 175 * k:06d}_{take:06X}_{uid}")
+                    ref = src + suffix
+                    folder = {"CARD-BS": "CARD-BS", "CARD-COH6": "CARD-COH6"}.get(kind, kind)
+                    out.append({"id": f"{kind}-{ref}", "collection": "Sentinel1", "productType": ptype,
+                                "title": ref if suffix else ref + ".SAFE",
+                                "startDate": t0.isoformat() + ".000Z", "completionDate": t1.isoformat() + ".000Z",
+                                "geometry": FLANDERS_SQUARE, "sensorMode": "IW",
+                                "productIdentifier": f"/eodata/Sentinel-1/SAR/{folder}/{t0:%Y/%m/%d}/{ref}",
+                                "orbitDirection": "ASCENDING", "relativeOrbitNumber": orbit})
+            t += dt.timedelta(days=12)
+            k += 1
+    return sorted(out, key=lambda r: r["startDate"])
