@@ -199,13 +199,13 @@ def _run_harvest_checks(args: argparse.Namespace, cfg, url: str):
 
     if args.command == "order":
         client = None if args.dry_run else ordering.client_from_env(cfg)
-        rep = ordering.run_ordering(url, cfg, start, end, client, dry_run=args.dry_run, cards=args.card)
-        if rep.problems:
-            print(json.dumps(rep.as_dict(), indent=2, default=str))
-            for p in rep.problems:
-                log.error("%s", p)
+        orep = ordering.run_ordering(url, cfg, start, end, client, dry_run=args.dry_run, cards=args.card)
+        if orep.problems:
+            print(json.dumps(orep.as_dict(), indent=2, default=str))
+            for line in orep.problems:
+                log.error("%s", line)
             raise SystemExit(3)
-        return rep.as_dict()
+        return orep.as_dict()
     if not args.no_poll:
         ordering.poll(url, cfg, ordering.client_from_env(cfg), force=True)
     return ordering.order_status(url, cfg)

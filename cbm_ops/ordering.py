@@ -97,6 +97,10 @@ class OrderRefused(OrderError):
         self.status, self.detail = status, detail
 
 
+class OrderAuthError(OrderRefused):
+    """The login to the token endpoint was refused (wrong credentials)."""
+
+
 class OrderClient:
     """Client of the DIAS processing-order API (CREODIAS finder order API shape).
 
@@ -144,8 +148,10 @@ class OrderClient:
 
         Raises
         ------
-        OrderRefused
+        OrderAuthError
             If the login is refused (wrong credentials: HTTP 401/400).
+        OrderError
+            If the token endpoint is unreachable or answers no token.
         """
         if self._token and time.monotonic() < self._token_expires:
             return self._token
@@ -153,8 +159,8 @@ class OrderClient:
             "client_id": self.client_id, "username": self._user, "password": self._password,
             "grant_type": "password"})
         if 400 <= resp.status_code < 500:
-            raise OrderRefused(resp.status_code, f"login to {self.token_url} refused (check the "
-                               "connection's login and password)")
+            raise OrderAuthError(resp.status_code, f"login to {self.token_url} refused (check the "
+                                 "connection's login and password)")
         if resp.status_code != 200:
             raise OrderError(f"token endpoint {self.token_url}: HTTP {resp.status_code}")
         try:
@@ -450,6 +456,10 @@ def submit(url: str, cfg: AoiConfig, order_plan: OrderPlan, client: OrderClient 
     """
     o = cfg.ordering
     rep = OrderReport(plan=order_plan.as_dict(), dry_run=dry_run)
+    if not dry_run and any(cp.to_order for cp in order_plan.cards.values()):
+        if client is None:
+            raise ConfigError("no order client: pass one (client_from_connection / client_from_env)")
+        client.token()                 # wrong credentials fail here, before anything is recorded
     for card, cp in order_plan.cards.items():
         chunks = [cp.to_order[i:i + o.max_products_per_order]
                   for i in range(0, len(cp.to_order), o.max_products_per_order)]
@@ -476,6 +486,9 @@ def submit(url: str, cfg: AoiConfig, order_plan: OrderPlan, client: OrderClient 
             entry["id"] = oid
             try:
                 answer = client.create(name, o.processors[card], [s.reference for s in chunk], o.priority)
+            except OrderAuthError as exc:
+                _order_failed(url, cfg, oid, "error", exc.status, str(exc))
+                raise
             except OrderRefused as exc:
                 _order_failed(url, cfg, oid, "refused", exc.status, exc.detail)
                 entry.update(status="refused", http_status=exc.status, error=exc.detail)
@@ -597,8 +610,8 @@ def run_ordering(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
         If ``ordering.enabled`` is false and this is not a dry run.
     HarvestError
         If the source catalogue cannot be searched.
-    OrderRefused
-        If the login is refused.
+    OrderAuthError
+        If the login is refused (nothing is recorded).
     """
     if not cfg.ordering.enabled and not dry_run:
         raise ConfigError(f"ordering is off for AOI {cfg.name} (ordering.enabled: false): enable it, "
@@ -615,6 +628,6 @@ def run_ordering(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
     return rep
 
 
-__all__ = ["HarvestError", "OrderClient", "OrderError", "OrderPlan", "OrderRefused", "OrderReport",
+__all__ = ["HarvestError", "OrderAuthError", "OrderClient", "OrderError", "OrderPlan", "OrderRefused", "OrderReport",
            "client_from_connection", "client_from_env", "order_status", "plan", "poll", "reconcile",
            "run_ordering", "s1_identity", "submit"]

@@ -215,7 +215,8 @@ def test_cli_completeness(db_url, db_schema, tmp_path, capsys):
         assert main(["harvest", "--aoi", str(path), "--db-url", db_url, "--start", "2024-01-01",
                      "--end", "2024-03-31T23:59"]) == 0
     capsys.readouterr()
-    args = ["completeness", "--aoi", str(path), "--db-url", db_url, "--start", "2024-02-01", "--end", "2024-03-31T23:59"]
+    args = ["completeness", "--aoi", str(path), "--db-url", db_url, "--start", "2024-02-01",
+            "--end", "2024-03-31T23:59"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "s2 S2A 31UDS R051" in out and "2024-02-11" in out and "bs S1B orbit 88" in out
@@ -248,7 +249,8 @@ def test_completeness_of_the_bundled_real_sample(db_url, db_schema, tmp_path):
         assert c.harvested + c.missing + c.pending == c.expected
     # ... and every gap is a whole number of repeat cycles from a harvested pass of its track
     with psycopg.connect(db_url) as conn:
-        seen = conn.execute(f'SELECT card, sensor, relative_orbit, obstime FROM "{db_schema}".dias_catalogue').fetchall()
+        seen = conn.execute(f'SELECT card, sensor, relative_orbit, obstime FROM "{db_schema}".dias_catalogue'
+                            ).fetchall()
     for g in rep.gaps:
         period = 10 if g.card == "s2" else 12
         times = [t for card, sensor, orbit, t in seen if (card, sensor, orbit) == (g.card, g.sensor, g.relative_orbit)]
