@@ -157,6 +157,8 @@ class SkippedRecord:
     kind: str = "bad"
 
     def line(self) -> str:
+        if self.kind == "file":
+            return f"[file] {self.reference}: {self.reason}"
         return f"[{self.kind}] {self.reference}: {self.field}={self.value}: {self.reason}"
 
 
@@ -286,7 +288,9 @@ def footprint_of(raw: RawRecord) -> MultiPolygon:
         else:
             geom = fp
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, shapely.errors.GEOSException) as exc:
-        raise RecordError(f"unreadable footprint ({type(exc).__name__}: {str(exc)[:60]})", "footprint",
+        what = ("not lat/lon pairs of a closed ring" if isinstance(fp, AtomGeometry)
+                else "not a valid GeoJSON geometry")
+        raise RecordError(f"unreadable footprint: {what} ({type(exc).__name__})", "footprint",
                           fp.text if isinstance(fp, AtomGeometry) else fp) from None
     if geom is not None and not hasattr(geom, "is_empty"):
         raise RecordError("unreadable footprint", "footprint", fp)

@@ -155,7 +155,7 @@ class CompletenessReport:
         return (f"completeness {self.aoi} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}: "
                 + "; ".join(parts) + (f"; {len(self.gaps)} gaps" if self.gaps else "; no gaps"))
 
-    def table(self, max_tracks: int = 15) -> str:
+    def table(self, max_tracks: int = 15, max_dates: int = 10) -> str:
         """A one-screen text report: per card, then the tracks with gaps and their dates."""
         lines = [f"completeness {self.aoi} {self.start:%Y-%m-%d %H:%M}..{self.end:%Y-%m-%d %H:%M} "
                  f"(expected from the revisit pattern of the harvested history; now {self.now:%Y-%m-%d %H:%M})",
@@ -178,7 +178,10 @@ class CompletenessReport:
                 if i == max_tracks:
                     lines.append(f"  ... {len(by_track) - max_tracks} more tracks")
                     break
-                dates = ", ".join(f"{g.expected:%Y-%m-%d}" + ("*" if g.status == "pending" else "") for g in gs)
+                dates = ", ".join(f"{g.expected:%Y-%m-%d}" + ("*" if g.status == "pending" else "")
+                                  for g in gs[:max_dates])
+                if len(gs) > max_dates:
+                    dates += f" (+{len(gs) - max_dates} more)"
                 lines.append(f"  {t.label():<26} {dates}")
         else:
             lines.append("no gaps")
