@@ -1128,7 +1128,10 @@ def widened_window(url: str, cfg: AoiConfig, card: str, start: dt.datetime, end:
     look-back, or the campaign was never harvested from its start), the window starts at
     the earliest uncovered time instead, minus ``lookback_days`` (products sensed just
     before it and published after the harvest that ended there, which the missed runs'
-    look-back would have caught). ``floor`` is the AOI's ``start_date`` or, if
+    look-back would have caught). With ``ordering.enabled``, it also reaches back to the
+    sensing time of S1 products ordered within ``ordering.pickup_days`` and not harvested
+    yet: their CARD products carry the source's sensing time, often older than the
+    look-back when they are published. ``floor`` is the AOI's ``start_date`` or, if
     ``harvest.max_widen_days`` is set, that many days before ``end`` if later.
 
     Parameters
@@ -1164,13 +1167,23 @@ def widened_window(url: str, cfg: AoiConfig, card: str, start: dt.datetime, end:
             break                      # hole starts before this interval
         if b > hole:
             hole = b if b < start else None
-    if hole is None or hole >= start - EDGE_MARGIN:
+    new_start, what = start, ""
+    if hole is not None and hole < start - EDGE_MARGIN:
+        lookback = dt.timedelta(days=cfg.lookback_days)
+        new_start = max(hole - lookback, floor) if hole > floor else floor
+        what = (f"no successful {card} harvest covers {hole:%Y-%m-%d %H:%M}..{start:%Y-%m-%d %H:%M}"
+                if hole > floor else
+                f"no successful {card} harvest covers the campaign from its start {floor:%Y-%m-%d}")
+    if card in cfg.ordering.cards and cfg.ordering.enabled:
+        with transaction(url) as conn:
+            ordered = one(conn.execute(q("order_items_outstanding", schema=cfg.schema), {
+                "card": card, "days": dt.timedelta(days=cfg.ordering.pickup_days)}))[0]
+        if ordered is not None and ordered - EDGE_MARGIN < new_start:
+            new_start = max(ordered - EDGE_MARGIN, floor)
+            what = ((what + "; ") if what else "") + (
+                f"{card} products ordered from the DIAS, sensed from {ordered:%Y-%m-%d %H:%M}, are not harvested yet")
+    if new_start >= start:
         return start, end, None
-    lookback = dt.timedelta(days=cfg.lookback_days)
-    new_start = max(hole - lookback, floor) if hole > floor else floor
-    what = (f"no successful {card} harvest covers {hole:%Y-%m-%d %H:%M}..{start:%Y-%m-%d %H:%M}"
-            if hole > floor else
-            f"no successful {card} harvest covers the campaign from its start {floor:%Y-%m-%d}")
     reason = (f"{card} harvest window widened from {start:%Y-%m-%d %H:%M} to {new_start:%Y-%m-%d %H:%M} "
               f"({(start - new_start).total_seconds() / 86400:.1f} days more): {what}")
     log.warning("%s", reason)

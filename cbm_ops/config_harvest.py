@@ -75,6 +75,9 @@ class OrderingConfig(_Strict):
     max_products_per_order: int = Field(default=500, ge=1)
     max_products_per_run: int = Field(default=2000, ge=1)   # cost guard per call
     poll_interval_minutes: float = Field(default=60.0, ge=0)
+    # scheduled harvests reach back to the sensing time of products ordered within this many
+    # days and not harvested yet (CARD products carry their source's sensing time)
+    pickup_days: float = Field(default=30.0, ge=0)
     reorder_failed: bool = False        # order again products whose earlier order item failed
     timeout_s: float = 60.0
     retries: int = Field(default=5, ge=0)

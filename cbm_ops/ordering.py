@@ -467,6 +467,7 @@ def submit(url: str, cfg: AoiConfig, order_plan: OrderPlan, client: OrderClient 
             name = o.order_name.format(aoi=cfg.name, card=card, start=order_plan.start, end=order_plan.end)
             if len(chunks) > 1:
                 name = f"{name}_{n}of{len(chunks)}"
+            name = name[:255]          # the API's limit for order_name
             entry: dict[str, Any] = {"name": name, "card": card, "processor": o.processors[card],
                                      "products": len(chunk)}
             rep.orders.append(entry)

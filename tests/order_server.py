@@ -181,8 +181,10 @@ class OrderServer:
                 elif it["name"] in processing:
                     it.update(status="processing", mod_date=now)
             states = {i["status"] for i in order["items"]}
-            order["status"] = ("processing" if states & {"queued", "processing", "downloading"} and states != {"queued"}
-                               else "queued" if states == {"queued"} else "done" if "done" in states else "failed")
+            # order statuses seen in public client code: done, done_with_error, cancelled; else in progress
+            order["status"] = ("queued" if states == {"queued"}
+                               else "processing" if states & {"queued", "processing", "downloading"}
+                               else "done" if states == {"done"} else "done_with_error")
 
     def order_posts(self) -> int:
         return sum(1 for m, p in self.requests if m == "POST" and p.startswith("/api/order"))

@@ -124,17 +124,27 @@ def test_order_poll_and_later_harvest(db_url, db_schema, caplog):
         polled = ordering.poll(db_url, cfg, cl, force=True)
         by_id = {p["remote_id"]: p for p in polled}
         assert by_id[str(first)]["items"] == {"done": 3, "failed": 1} and by_id[str(first)]["finished"]
+        assert by_id[str(first)]["status"] == "done_with_error"
         assert "failed" in by_id[str(first)]["error"]
         assert by_id[str(first + 1)]["items"] == {"processing": 4}
         # polling again within poll_interval_minutes asks the API nothing
         n = len(srv.requests)
         assert ordering.poll(db_url, cfg, cl) == [] and len(srv.requests) == n
+        # a scheduled run's window reaches back to the oldest ordered product not harvested yet
+        # (its CARD product carries the GRD's sensing time, older than the look-back)
+        sensed = {n: dt.datetime.strptime(n.split("_")[4], "%Y%m%dT%H%M%S") for n in todo}
+        run = (dt.datetime(2024, 2, 20), T1)
+        s, e, why = catalogue.widened_window(db_url, cfg, "bs", *run)
+        assert s == sensed[todo[0]] - dt.timedelta(hours=1) and "ordered from the DIAS" in why
         # a later harvest picks the CARD products up and marks the items harvested
-        h = catalogue.harvest(db_url, cfg, T0, T1)
+        h = catalogue.harvest(db_url, cfg, s, e, widened_from=run[0], note=why)
         assert h.inserted == 3
         st = items(db_url, db_schema)
         assert sorted(k for k, v in st.items() if v == "harvested") == sorted(names[:3])
         assert st[names[3]] == "failed"
+        # now the oldest outstanding product is the first of the second order
+        assert names == todo[:4]
+        assert catalogue.widened_window(db_url, cfg, "bs", *run)[0] == sensed[todo[4]] - dt.timedelta(hours=1)
         with psycopg.connect(db_url) as c:
             linked = c.execute(f'''SELECT count(*) FROM "{db_schema}".card_order_items i
                                    JOIN "{db_schema}".dias_catalogue d ON d.id = i.obsid
