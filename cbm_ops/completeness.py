@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .catalogue import dicts
+from .catalogue import aoi_geometry, dicts
 from .config import AoiConfig
 from .db import q, transaction
 
@@ -164,6 +164,10 @@ class CompletenessReport:
         for c in self.cards.values():
             lines.append(f"{c.card:<5}{c.expected:>9}{c.harvested:>10}{c.extracted:>10}{c.missing:>8}"
                          f"{c.pending:>8}{c.extra:>6}{c.missing_pct:>10.1f}")
+        for c in self.cards.values():
+            if not any(t.track.card == c.card for t in self.tracks):
+                lines.append(f"{c.card}: no product of this card over the AOI in the whole history: "
+                             "its revisit pattern is unknown, nothing is expected")
         for k, v in self.retired.items():
             lines.append(f"out of service: {k} {v}")
         unmod = sum(c.unmodelled for c in self.cards.values())
@@ -256,6 +260,11 @@ def completeness(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
         ``gaps`` in track and date order; ``failed`` when a card misses more than the
         threshold.
 
+    Raises
+    ------
+    LookupError
+        If the AOI has no row in ``aois`` (import the parcels first).
+
     Notes
     -----
     The model is described in the module docstring; history outside the window (all
@@ -268,6 +277,7 @@ def completeness(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
     match = dt.timedelta(hours=c.match_hours)
     grace = dt.timedelta(days=c.grace_days)
     with transaction(url) as conn:
+        aoi_geometry(conn, cfg)        # LookupError if the AOI has no row yet
         rows = dicts(conn.execute(q("completeness_products", schema=cfg.schema),
                                   {"aoi": cfg.name, "cards": list(cards)}))
     report = CompletenessReport(cfg.name, start, end, now, {k: CardSummary(k) for k in cards},
