@@ -87,6 +87,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--delete-cloudy", action="store_true", help="force the opt-in deletion")
     p.add_argument("--no-cluster", action="store_true")
     p.add_argument("--backup-dir", help="pg_dump target (default: maintenance.backup_dir)")
+
+    # --- harvest checks and S1 CARD ordering (docs/harvest.md)
+    p = cmd("completeness", "expected acquisitions (revisit pattern) vs harvested vs extracted")
+    p.add_argument("--start", type=_date, help="window start (default: AOI start_date)")
+    p.add_argument("--end", type=_date, help="window end (default: now)")
+    p.add_argument("--card", action="append", choices=list(CARD_STAGES), help="card(s) (default: the AOI's)")
+    p.add_argument("--fail-above", type=float, metavar="PCT",
+                   help="exit code 3 when a card misses more than PCT %% (default: completeness.fail_above_pct)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
+
+    cmd("harvest-log", "the latest harvests of the AOI (window, ok/failed, counts)")
+
+    p = cmd("order", "order the S1 CARD products missing over the AOI from the DIAS processing service")
+    p.add_argument("--start", type=_date, help="window start (default: AOI start_date)")
+    p.add_argument("--end", type=_date, help="window end (default: now)")
+    p.add_argument("--card", action="append", choices=["bs", "c6"], help="card(s) (default: ordering.cards)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be ordered (no credentials needed)")
+
+    p = cmd("order-status", "poll the open orders (with credentials) and list every order")
+    p.add_argument("--no-poll", action="store_true", help="only list what is recorded")
+    # ---
     return ap
 
 
@@ -197,7 +218,49 @@ def _run(args: argparse.Namespace, cfg, url: str):
         return run_maintenance(url, cfg, delete_cloudy=args.delete_cloudy or None,
                                cluster=False if args.no_cluster else None,
                                backup_dir=args.backup_dir)
+    if args.command in ("completeness", "harvest-log", "order", "order-status"):
+        return _run_harvest_checks(args, cfg, url)
     raise AssertionError(args.command)
+
+
+# --- harvest checks and S1 CARD ordering (docs/harvest.md)
+def _run_harvest_checks(args: argparse.Namespace, cfg, url: str):
+    from . import db
+
+    db.ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
+    if args.command == "harvest-log":
+        from .catalogue import harvest_history
+
+        return harvest_history(url, cfg)
+    start = getattr(args, "start", None) or dt.datetime.combine(cfg.start_date, dt.time())
+    end = getattr(args, "end", None) or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if args.command == "completeness":
+        from .completeness import completeness
+
+        rep = completeness(url, cfg, start, end, cards=args.card, fail_above_pct=args.fail_above)
+        if args.json:
+            print(json.dumps(rep.as_dict(), indent=2, default=str))
+        else:
+            print(rep.table())
+        if rep.failed:
+            log.error("%s", rep.failure_message())
+            raise SystemExit(3)
+        return None
+    from . import ordering
+
+    if args.command == "order":
+        client = None if args.dry_run else ordering.client_from_env(cfg)
+        orep = ordering.run_ordering(url, cfg, start, end, client, dry_run=args.dry_run, cards=args.card)
+        if orep.problems:
+            print(json.dumps(orep.as_dict(), indent=2, default=str))
+            for line in orep.problems:
+                log.error("%s", line)
+            raise SystemExit(3)
+        return orep.as_dict()
+    if not args.no_poll:
+        ordering.poll(url, cfg, ordering.client_from_env(cfg), force=True)
+    return ordering.order_status(url, cfg)
+# ---
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_harvest import CompletenessConfig, HarvestConfig, OrderingConfig
 from .db import PROJECT_DIR, ConfigError
 
 AOI_DIR = PROJECT_DIR / "include" / "aois"
@@ -177,6 +178,11 @@ class AoiConfig(_Strict):
     quality: QualityConfig = QualityConfig()
     db_retry_minutes: float = Field(default=5.0, ge=0)   # extraction rides out a database outage this long
     docker: DockerConfig = DockerConfig()
+    # --- harvest checks, completeness, S1 CARD ordering (cbm_ops/config_harvest.py, docs/harvest.md)
+    harvest: HarvestConfig = HarvestConfig()
+    completeness: CompletenessConfig = CompletenessConfig()
+    ordering: OrderingConfig = OrderingConfig()
+    # ---
     tags: tuple[str, ...] = ()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

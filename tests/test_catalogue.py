@@ -81,7 +81,7 @@ def test_parse_real_cdse_s1_response_skips_non_card_products():
     rec = catalogue.normalise(card, "t")
     assert rec.card == "bs" and rec.sensor == "1A"
     assert rec.relative_orbit == grd.properties["relativeOrbitNumber"]
-    c = grd.footprint.centroid
+    c = catalogue.footprint_of(grd).centroid
     assert rec.epsg == 32600 + int((c.x + 180) // 6) + 1
     assert rec.product_identifier == f"/eodata/Sentinel-1/SAR/CARD-BS/{rec.obstime:%Y/%m/%d}/{rec.reference}"
 
@@ -90,7 +90,7 @@ def test_parse_real_atom_feed():
     page = catalogue.parse_atom((CAT / "mundi_search.xml").read_bytes())
     assert page.total == 47 and page.items_per_page == 2 and "startIndex=3" in page.next_url
     assert [r.title[:26] for r in page.records] == ["S2A_MSIL1C_20200815T005251"] * 2
-    fp = page.records[0].footprint
+    fp = catalogue.footprint_of(page.records[0])
     assert fp.is_valid and 144.7 < fp.centroid.x < 145.3 and 13.0 < fp.centroid.y < 13.6   # lat/lon swapped back
     assert catalogue.normalise(page.records[0], "t") is None     # L1C is not extracted
 
@@ -107,7 +107,7 @@ def test_bad_record_is_reported_and_skipped():
     raw = catalogue.RawRecord(title="S2A_MSIL2A_20210401T110621_N0300_R137_T30TTM_20210401T141035",
                               start=None, footprint=None)
     assert catalogue._normalise_counted(raw, "t", report) is None
-    assert len(report.errors) == 1 and "no footprint" in report.errors[0]
+    assert len(report.errors) == 1 and "no sensing date" in report.errors[0]
 
 
 # ----------------------------------------------------------------------------- harvest
@@ -201,3 +201,173 @@ def test_resto_server_error_is_reported(db_url, db_schema):
         srv.fail_once = 1
         with pytest.raises(catalogue.HarvestError, match="HTTP 503"):
             catalogue.harvest(db_url, cfg, dt.datetime(2023, 12, 1), dt.datetime(2024, 6, 1), cards=["s2"])
+
+
+# ----------------------------------------------------------------------------- per-record isolation
+def _s2_time(title):
+    return naming.parse(title).sensing_start
+
+
+def bad_resto_records():
+    """SYNTHETIC records with one bad field each (and two good S2 + one good BS record).
+
+    Returns the records and, per broken record, (reference, json field, atom field, kind).
+    """
+    recs = synthetic_records(n_s2=8, n_bs=4)
+    s2 = [r for r in recs if r["collection"] == "Sentinel2"]
+    bs = [r for r in recs if r["collection"] == "Sentinel1"]
+    square = s2[0]["geometry"]
+    ref = lambda r: naming.strip_extension(r["title"])   # noqa: E731
+    want = []
+
+    def brk(r, json_field, atom_field, kind="bad", **kw):
+        r.update(_when=r["startDate"], _geom=square, **kw)
+        want.append((ref(r), json_field, atom_field, kind))
+
+    brk(s2[0], "startDate", "beginPosition", startDate="2024-13-45T99:00:00Z")       # garbage date
+    brk(s2[1], "startDate", "beginPosition", startDate="")                           # absent date
+    brk(s2[3], "cloudCover", "cloudCover", cloudCover="n/a")                         # non-numeric
+    brk(s2[4], "cloudCover", "cloudCover", cloudCover=150.0)                         # out of range
+    brk(s2[5], "footprint", "footprint", geometry={"type": "Polygon", "coordinates": [[[2.9, 50.4], [4.5]]]},
+        _pos="50.4 2.9 50.4")                                                        # broken footprint
+    brk(s2[6], "title", "title", title="S2A_MSIL2A_garbage.SAFE")                    # unparsable name
+    brk(bs[0], "relativeOrbitNumber", "relativeOrbitNumber", relativeOrbitNumber="eighty-eight")
+    brk(bs[1], "productType", "productType", "not_card", title=bs[1]["title"].removesuffix("_CARD_BS"),
+        productType="CARD-XYZ", _ptype="CARD-BS")                                    # unknown product type
+    brk(bs[2], "productType", "productType", productType="CARD-COH6", _ptype="CARD-BS")  # contradicts name
+    s2[2].update(startDate="1970-01-01T00:00:00Z", _when=s2[2]["startDate"])         # plausible, wrong: flagged
+    return recs, want, ref(s2[2]), _s2_time(s2[2]["title"])
+
+
+@pytest.mark.parametrize("fmt", ["json", "atom"])
+def test_resto_bad_records_are_reported_and_skipped(db_url, db_schema, fmt, caplog):
+    recs, want, flagged_ref, flagged_time = bad_resto_records()
+    with RestoServer(recs, page_max=3, cap=100) as srv:
+        cfg = make_cfg(db_schema, source="resto", format=fmt, page_size=3,
+                       url=srv.url + "/resto/api/collections/{collection}/search.json")
+        set_aoi(db_url, cfg, FLANDERS)
+        with caplog.at_level("INFO", logger="cbm_ops.catalogue"):
+            report = catalogue.harvest(db_url, cfg, dt.datetime(2023, 12, 1), dt.datetime(2024, 6, 1),
+                                       cards=["s2", "bs"])
+    print(f"\n--- {fmt}: harvest report lines")
+    for line in report.lines(None):
+        print(line)
+    got = {(s.reference, s.field, s.kind) for s in report.skipped}
+    field_of = 1 if fmt == "json" else 2
+    assert got == {(w[0], w[field_of], w[3]) for w in want}
+    # the rest of every page is committed: 8 - 6 S2 (one of them flagged) and 4 - 3 BS
+    assert (report.inserted, report.bad_records, report.not_card) == (3, 8, 1)
+    assert _count(db_url, db_schema, "card = 's2'") == 2 and _count(db_url, db_schema, "card = 'bs'") == 1
+    # the 1970 date is flagged, the product name's date is used
+    assert [(f.reference, f.field) for f in report.flagged] == [
+        (flagged_ref, "startDate" if fmt == "json" else "beginPosition")]
+    assert "1970-01-01" in report.flagged[0].value
+    with psycopg.connect(db_url) as c:
+        obstime = c.execute(f'SELECT obstime FROM "{db_schema}".dias_catalogue WHERE reference = %s',
+                            (flagged_ref,)).fetchone()[0]
+        log_rows = c.execute(f'SELECT card, status, inserted, skipped, flagged, not_card FROM '
+                             f'"{db_schema}".harvest_log ORDER BY id').fetchall()
+    assert obstime == flagged_time
+    assert log_rows == [("s2", "ok", 2, 6, 1, 0), ("bs", "ok", 1, 2, 0, 1)]
+    # the task log lists every skipped record with its field
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for reference, *_ in want:
+        assert reference in logged
+    assert "records skipped" in logged
+    d = report.as_dict()
+    assert d["bad_records"] == 8 and d["flagged_records"] == 1 and len(d["skipped"]) == 8
+    json.dumps(d, default=str)                  # fits an XCom
+
+
+@pytest.mark.parametrize("fmt,mode,match", [("json", "text", "invalid JSON"),
+                                            ("json", "json", "not a resto FeatureCollection"),
+                                            ("atom", "text", "invalid XML")])
+def test_unreadable_page_fails_the_harvest_with_a_clear_error(db_url, db_schema, fmt, mode, match):
+    recs = synthetic_records(n_s2=7, n_bs=0)
+    with RestoServer(recs, page_max=3, cap=100, garbage_page=(2, mode)) as srv:
+        cfg = make_cfg(db_schema, source="resto", format=fmt, page_size=3,
+                       url=srv.url + "/resto/api/collections/{collection}/search.json")
+        set_aoi(db_url, cfg, FLANDERS)
+        with pytest.raises(catalogue.HarvestError, match=f"s2 .* page 2: .*{match}"):
+            catalogue.harvest(db_url, cfg, dt.datetime(2023, 12, 1), dt.datetime(2024, 6, 1), cards=["s2"])
+    assert _count(db_url, db_schema) == 3                    # page 1 is kept
+    with psycopg.connect(db_url) as c:
+        status, error = c.execute(f'SELECT status, error FROM "{db_schema}".harvest_log').fetchone()
+    assert status == "failed" and match in error
+
+
+def _stac_with_bad_items(path):
+    doc = json.loads((CAT / "site2-2020_jun_jul-35MNM.geojson").read_text())
+    f = doc["features"]
+    f[0]["properties"]["datetime"] = "yesterday"                       # garbage date
+    f[1]["properties"]["eo:cloud_cover"] = "cloudy"                    # non-numeric cloud cover
+    f[2]["geometry"] = None                                            # absent footprint
+    f[3]["properties"]["s2:product_uri"] = "not-a-sentinel-product"    # unparsable name
+    f[4]["properties"]["sat:relative_orbit"] = 78.5                    # orbit not an integer
+    f[5]["properties"]["datetime"] = "1970-01-01T00:00:00Z"            # flagged
+    path.write_text(json.dumps(doc))
+    name = lambda i: naming.strip_extension(f[i]["properties"]["s2:product_uri"])   # noqa: E731
+    return {(name(0), "datetime"), (name(1), "eo:cloud_cover"), (name(2), "footprint"),
+            ("not-a-sentinel-product", "title"), (name(4), "sat:relative_orbit")}, name(5)
+
+
+def test_offline_directory_with_bad_files_and_records(db_url, db_schema, tmp_path):
+    bad_stac, flagged = _stac_with_bad_items(tmp_path / "stac_35MNM.geojson")
+    creo = json.loads((CAT / "creodias_finder_resto_Sentinel2_L2A_search.json").read_text())
+    creo["features"][1]["properties"]["startDate"] = "2021-04-31T11:00:00Z"   # no April 31st
+    (tmp_path / "creodias.json").write_text(json.dumps(creo))
+    atom = (CAT / "mundi_search.xml").read_bytes()
+    (tmp_path / "mundi.xml").write_bytes(atom)                                 # L1C: not CARD
+    (tmp_path / "broken.json").write_text('{"type": "FeatureCollection", "features": [')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    cfg = make_cfg(db_schema, source="offline", path=str(tmp_path))
+    set_aoi(db_url, cfg, "POLYGON((-10 -10, 40 -10, 40 50, -10 50, -10 -10))")
+    report = catalogue.harvest(db_url, cfg, dt.datetime(1969, 1, 1), dt.datetime(2024, 1, 1), cards=["s2"])
+    print("\n--- offline directory: harvest report lines")
+    for line in report.lines(None):
+        print(line)
+    creo_bad = naming.strip_extension(creo["features"][1]["properties"]["title"])
+    got = {(s.reference, s.field) for s in report.skipped if s.kind == "bad"}
+    assert got == bad_stac | {(creo_bad, "startDate")}
+    assert {(s.reference, s.kind) for s in report.skipped if s.kind == "file"} == {
+        ("broken.json", "file"), ("list.json", "file")}
+    assert report.not_card == 2                                                # the two L1C entries
+    # 13 STAC - 5 bad (the flagged one is committed), 2 CREODIAS - 1 bad
+    assert report.inserted == 8 + 1 == _count(db_url, db_schema)
+    assert [f.reference for f in report.flagged] == [flagged]
+    assert _count(db_url, db_schema, f"reference = '{flagged}' AND obstime > '2020-01-01'") == 1
+
+
+def test_record_checks_of_normalise():
+    """Each check of normalise on one real record (CREODIAS fixture), field by field."""
+    page = catalogue.parse_resto_json(json.loads((CAT / "creodias_finder_resto_Sentinel2_L2A_search.json").read_text()))
+    raw = page.records[0]
+
+    def check(expect_field, **props):
+        r = catalogue.RawRecord(title=raw.title, start=props.pop("start", raw.start), footprint=props.pop(
+            "footprint", raw.footprint), properties=raw.properties | props)
+        with pytest.raises(catalogue.RecordError) as e:
+            catalogue.normalise(r, "t")
+        assert e.value.field == expect_field, e.value
+        return str(e.value)
+
+    assert "not an ISO 8601" in check("startDate", start="01/04/2021")
+    assert "not a number" in check("cloudCover", cloudCover="NaN%")
+    assert "outside" in check("cloudCover", cloudCover=-1)
+    assert "outside" in check("relativeOrbitNumber", relativeOrbitNumber=400)
+    assert "lon/lat" in check("footprint", footprint={"type": "Polygon", "coordinates": [
+        [[50.0, 200.0], [51.0, 200.0], [51.0, 201.0], [50.0, 200.0]]]})
+    assert "not polygonal" in check("footprint", footprint={"type": "Point", "coordinates": [1.0, 2.0]})
+    # within the tolerance the catalogue's time is kept; beyond it the name's time is used
+    near = catalogue.RawRecord(title=raw.title, start="2021-04-01T11:36:21Z", footprint=raw.footprint,
+                               properties=raw.properties)
+    rec, flags = catalogue.normalise_checked(near, "t")
+    assert flags == [] and rec.obstime == dt.datetime(2021, 4, 1, 11, 36, 21)
+    rec, flags = catalogue.normalise_checked(near, "t", dt.timedelta(minutes=10))
+    assert len(flags) == 1 and rec.obstime == dt.datetime(2021, 4, 1, 11, 6, 21)
+    # a relative orbit that disagrees with the name is flagged; the name's orbit is used
+    other = catalogue.RawRecord(title=raw.title, start=raw.start, footprint=raw.footprint,
+                                properties=raw.properties | {"relativeOrbitNumber": 12, "orbitDirection": "up"})
+    rec, flags = catalogue.normalise_checked(other, "t")
+    assert rec.relative_orbit == 137 and rec.orbit_direction is None
+    assert {f.field for f in flags} == {"relativeOrbitNumber", "orbitDirection"}
