@@ -50,7 +50,7 @@ class _Strict(BaseModel):
 RESERVED_TABLES = frozenset({
     "dias_catalogue", "aois", "sigs", "hists", "scene_stages", "parcel_grids", "parcel_grid_chunks",
     "grid_sightings", "result_partitions", "cbm_schema", "sigs_legacy", "hists_legacy",
-    "harvest_log", "s1_orders", "s1_order_items", "parcel_observations"})
+    "harvest_log", "card_orders", "card_order_items", "parcel_observations"})
 
 
 class ParcelsConfig(_Strict):
