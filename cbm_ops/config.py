@@ -177,6 +177,7 @@ class AoiConfig(_Strict):
     maintenance: MaintenanceConfig = MaintenanceConfig()
     quality: QualityConfig = QualityConfig()
     db_retry_minutes: float = Field(default=5.0, ge=0)   # extraction rides out a database outage this long
+    threads_per_task: int | None = Field(default=None, ge=1)  # Numba/GDAL threads; None: CPUs / worker slots
     docker: DockerConfig = DockerConfig()
     # --- harvest checks, completeness, S1 CARD ordering (cbm_ops/config_harvest.py, docs/harvest.md)
     harvest: HarvestConfig = HarvestConfig()

@@ -27,6 +27,7 @@ import psycopg
 from . import kernels, lineage, quality, queue, writer
 from .config import STAGES, AoiConfig
 from .partitions import ensure_partition
+from .runtime import configure_threads
 from .rasterize import Grid, GridError, ParcelIndex, build_index, index_for_grid
 from .scenes import BandFile, SceneError, band_files
 from .store import MountStore, S3Store, StorePathError, make_store, product_path
@@ -373,6 +374,7 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
         log.info("%s: stage %s is not configured, nothing to do", cfg.name, stage)
         return {"stage": stage, "scenes": 0, "rows": 0, "by_status": {}, "results": [], "held_by_others": []}
     store = store or make_store(cfg)
+    threads = configure_threads(cfg.threads_per_task)
     owner = queue.new_owner(owner_label)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
@@ -433,7 +435,7 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
                "parcels": sum(r.get("parcels", 0) for r in results),
                "seconds": round(seconds, 2), "by_status": dict(by_status),
                "scenes_per_min": round(len(results) / seconds * 60, 1) if results and seconds else 0.0,
-               "results": results,
+               "results": results, "threads": threads,
                "held_by_others": [{"obsid": o, "owner": w, "lease_expires": str(e)} for o, w, e in held]}
     log.info("%s %s: %d scenes %s, %d rows in %.1f s", cfg.name, stage, len(results), dict(by_status),
              rows, seconds)

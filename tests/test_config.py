@@ -75,3 +75,24 @@ def test_one_invalid_aoi_file_leaves_the_others_loadable(tmp_path):
     assert "cataloge" in errors[str(tmp_path / "broken.yaml")]
     assert "already used by AOI 'good'" in errors[str(tmp_path / "twin.yaml")]
     assert "table of cbm-airflow" in errors[str(tmp_path / "table.yaml")]
+
+
+def test_threads_per_task_follow_worker_slots(monkeypatch):
+    from cbm_ops import runtime
+
+    for var in ("CBM_THREADS_PER_TASK", "AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CORE__EXECUTOR"):
+        monkeypatch.delenv(var, raising=False)
+    n = runtime.cpus()
+    assert runtime.threads_per_task() == n                       # CLI: every CPU
+    assert runtime.threads_per_task(configured=1) == 1            # the AOI's threads_per_task
+    monkeypatch.setenv("AIRFLOW__CELERY__WORKER_CONCURRENCY", str(2 * n))
+    assert runtime.threads_per_task() == 1                        # more slots than CPUs: one each
+    monkeypatch.setenv("AIRFLOW__CELERY__WORKER_CONCURRENCY", "1")
+    assert runtime.threads_per_task() == n
+    monkeypatch.setenv("CBM_THREADS_PER_TASK", "3")
+    assert runtime.threads_per_task(configured=1) == 3            # the environment wins
+    import numba
+    monkeypatch.setenv("CBM_THREADS_PER_TASK", "1")
+    assert runtime.configure_threads() == 1 and numba.get_num_threads() == 1
+    assert __import__("os").environ["GDAL_NUM_THREADS"] == "1"
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
