@@ -27,8 +27,8 @@ import psycopg
 from . import kernels, lineage, quality, queue, writer
 from .config import STAGES, AoiConfig
 from .partitions import ensure_partition
-from .runtime import configure_threads
 from .rasterize import Grid, GridError, ParcelIndex, build_index, index_for_grid
+from .runtime import configure_threads
 from .scenes import BandFile, SceneError, band_files
 from .store import MountStore, S3Store, StorePathError, make_store, product_path
 
