@@ -219,7 +219,7 @@ class AoiConfig(_Strict):
 
     # ----------------------------------------------------------------- derived
     @property
-    def schema(self) -> str:
+    def schema(self) -> str:  # type: ignore[override]  # pydantic's deprecated schema() classmethod
         """Database schema of this AOI (defaults to its name)."""
         return self.schema_ or self.name
 

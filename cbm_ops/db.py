@@ -72,17 +72,13 @@ def _sql_text(name: str) -> str:
         raise ConfigError(f"SQL file {path} not found (CBM_SQL_DIR={SQL_DIR})") from None
 
 
-def q(name: str, literals: dict[str, object] | None = None, **identifiers: str) -> sql.Composed:
+def q(name: str, **identifiers: str) -> sql.Composed:
     """Load ``include/sql/<name>.sql`` with its identifiers filled in.
 
     Parameters
     ----------
     name : str
         File name without ``.sql``.
-    literals : dict, optional
-        Values for ``{placeholders}`` of DDL statements, which take no bound parameters
-        (partition bounds): composed with :class:`psycopg.sql.Literal`, i.e. quoted and
-        escaped by psycopg, never pasted as text.
     **identifiers : str
         Values for the ``{placeholders}`` of the file, quoted as SQL identifiers.
         A dotted value such as ``"cbm.parcels"`` is not allowed: pass schema and table
@@ -93,8 +89,15 @@ def q(name: str, literals: dict[str, object] | None = None, **identifiers: str) 
     psycopg.sql.Composed
         Statement(s) ready for ``cursor.execute`` with bound parameters.
     """
+    return sql.SQL(_sql_text(name)).format(**{k: sql.Identifier(v) for k, v in identifiers.items()})
+
+
+def q_ddl(name: str, literals: dict[str, object], **identifiers: str) -> sql.Composed:
+    """Like :func:`q` for DDL statements, which take no bound parameters (partition bounds,
+    a column's SRID): the ``literals`` are composed with :class:`psycopg.sql.Literal`, i.e.
+    quoted and escaped by psycopg, never pasted as text."""
     parts: dict[str, sql.Composable] = {k: sql.Identifier(v) for k, v in identifiers.items()}
-    parts.update({k: sql.Literal(v) for k, v in (literals or {}).items()})
+    parts.update({k: sql.Literal(v) for k, v in literals.items()})
     return sql.SQL(_sql_text(name)).format(**parts)
 
 
@@ -309,13 +312,16 @@ def _check_legacy(url: str, schema: str) -> None:
 
 def _schema_current(url: str, schema: str, pid_indexes: bool) -> bool:
     with transaction(url) as conn:
-        exists = conn.execute(q("table_exists"), {"name": f'"{schema}".cbm_schema'}).fetchone()[0]
+        row = conn.execute(q("table_exists"), {"name": f'"{schema}".cbm_schema'}).fetchone()
+        exists = bool(row and row[0])
         if not exists:
             return False
-        version = conn.execute(q("schema_version_get", schema=schema)).fetchone()[0]
+        row = conn.execute(q("schema_version_get", schema=schema)).fetchone()
+        version = row[0] if row else None
         if version != schema_version():
             return False
         if pid_indexes:
-            return bool(conn.execute(q("pid_indexes_present"), {
-                "sigs": f'"{schema}".sigs_pidx', "hists": f'"{schema}".hists_pidx'}).fetchone()[0])
+            row = conn.execute(q("pid_indexes_present"), {
+                "sigs": f'"{schema}".sigs_pidx', "hists": f'"{schema}".hists_pidx'}).fetchone()
+            return bool(row and row[0])
     return True

@@ -247,7 +247,7 @@ def parcel_stats(img: np.ndarray, r0: int, c0: int, run_ptr: np.ndarray, run_row
     """
     is_int = bool(np.issubdtype(img.dtype, np.integer))
     has_nodata = nodata is not None and not (not is_int and np.isnan(nodata))
-    if has_nodata and is_int:
+    if nodata is not None and has_nodata and is_int:
         info = np.iinfo(img.dtype)
         if not (info.min <= nodata <= info.max) or nodata != int(nodata):
             has_nodata = False           # cannot occur in this dtype

@@ -211,6 +211,6 @@ def run_maintenance(url: str, cfg: AoiConfig, *, delete_cloudy: bool | None = No
         report.update(vacuum_cluster(url, cfg, cluster=m.cluster if cluster is None else cluster))
     target = backup_dir or m.backup_dir
     if target:
-        report["backup"] = str(backup(url, cfg, cfg.resolve(target)))
+        report["backup"] = str(backup(url, cfg, cfg.resolve(target) or target))
     report["sizes_after"] = _sizes(url, cfg.schema)
     return report

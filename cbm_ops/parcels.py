@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 
 from .config import AoiConfig
-from .db import ensure_schema, q, transaction
+from .db import ensure_schema, q, q_ddl, transaction
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ def _pg_conninfo(url: str) -> str:
 
     from .db import _libpq_url
 
-    parts = {k: v for k, v in conninfo_to_dict(_libpq_url(url)).items() if v not in (None, "")}
-    return make_conninfo(**parts)
+    parts = {k: str(v) for k, v in conninfo_to_dict(_libpq_url(url)).items() if v not in (None, "")}
+    return make_conninfo("", **parts)
 
 
 def _vector_translate(url: str, source: Path, layer: str | None, schema: str, table: str) -> None:
@@ -239,7 +239,7 @@ def _finish_import(url: str, cfg: AoiConfig, source: Path, ids: dict, aoi_wkt: s
         if rep.srid in (None, 0):
             raise ParcelImportError(f"{source}: imported geometries have no SRID")
         if cfg.parcels.exclude_outliers:
-            far = _outliers(conn.execute(q("parcels_points", **ids)).fetchall(), rep.srid,  # type: ignore[arg-type]
+            far = _outliers(conn.execute(q("parcels_points", **ids)).fetchall(), int(rep.srid),
                             cfg.parcels.outlier_factor)
             if far:
                 conn.execute(q("parcels_delete_ids", **ids), {"ids": [i for i, _ in far]})
@@ -271,7 +271,7 @@ def _finish_import(url: str, cfg: AoiConfig, source: Path, ids: dict, aoi_wkt: s
                         "parcels (unchanged parcels keep theirs), or import into a new AOI/schema")
                 if n and pids:
                     rep.cleared_rows = _clear_results(conn, schema, pids)
-            conn.execute(q("parcels_swap", **ids, literals={"srid": rep.srid}))
+            conn.execute(q_ddl("parcels_swap", {"srid": rep.srid}, **ids))
         wkt = aoi_wkt or cfg.aoi_wkt
         conn.execute(q("aoi_set" if wkt else "aoi_from_parcels", **ids),
                      {"name": cfg.name, "wkt": wkt, "table": table, "srid": rep.srid,

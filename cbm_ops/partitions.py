@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import psycopg
 
 from .config import AoiConfig
-from .db import ConfigError, q, transaction
+from .db import ConfigError, q, q_ddl, transaction
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,9 @@ def ensure_partition(url: str, cfg: AoiConfig, obsid: int, *, wait_s: float = 30
                 if above_lo is not None:
                     hi = min(hi, above_lo)
                 names = _names(lo)
-                conn.execute(q("partition_create", schema=cfg.schema, **names,
-                               literals={"lo": lo, "hi": hi, "sigs_name": names["sigs_part"],
-                                         "hists_name": names["hists_part"]}))
+                conn.execute(q_ddl("partition_create", {"lo": lo, "hi": hi, "sigs_name": names["sigs_part"],
+                                                        "hists_name": names["hists_part"]},
+                                   schema=cfg.schema, **names))
                 log.info("created result partitions %s, %s for obsids [%d, %d)", names["sigs_part"],
                          names["hists_part"], lo, hi)
                 return Partition(lo=lo, hi=hi, sigs=names["sigs_part"], hists=names["hists_part"])
@@ -190,8 +190,8 @@ def migrate(url: str, cfg: AoiConfig) -> dict[str, object]:
     for table in ("sigs", "hists"):
         log.info("migrating %s.%s: validating 0 <= obsid < %d over the existing rows", schema, table, hi)
         with transaction(url) as conn:
-            conn.execute(q("migrate_check_add", schema=schema, table=table, check=f"{table}_legacy_range",
-                           literals={"hi": hi}))
+            conn.execute(q_ddl("migrate_check_add", {"hi": hi}, schema=schema, table=table,
+                               check=f"{table}_legacy_range"))
         with transaction(url) as conn:
             conn.execute(q("migrate_check_validate", schema=schema, table=table, check=f"{table}_legacy_range"))
     out: dict[str, object] = {}
@@ -199,11 +199,12 @@ def migrate(url: str, cfg: AoiConfig) -> dict[str, object]:
         conn.execute(q("schema_lock"), {"key": f"cbm-schema:{schema}"})
         for table in ("sigs", "hists"):
             legacy = f"{table}_legacy"
-            conn.execute(q(f"migrate_{table}_swap", schema=schema, legacy=legacy, legacy_pkey=f"{legacy}_pkey",
-                           legacy_pidx=f"{legacy}_pidx", check=f"{table}_legacy_range", literals={"hi": hi}))
+            conn.execute(q_ddl(f"migrate_{table}_swap", {"hi": hi}, schema=schema, legacy=legacy,
+                               legacy_pkey=f"{legacy}_pkey", legacy_pidx=f"{legacy}_pidx",
+                               check=f"{table}_legacy_range"))
             rows = conn.execute(q("migrate_count_estimate"), {"table": f'"{schema}".{legacy}'}).fetchone()[0]  # type: ignore[index]
             out[table] = {"partition": legacy, "obsids": [0, hi], "rows_estimate": max(int(rows or 0), 0)}
-        conn.execute(q("migrate_register", schema=schema, literals={"hi": hi}))
+        conn.execute(q_ddl("migrate_register", {"hi": hi}, schema=schema))
     ensure_schema(url, schema, pid_indexes=cfg.pid_indexes)
     log.info("migrated %s to partitioned result tables: %s", schema, out)
     return out

@@ -327,10 +327,10 @@ def accept_quarantined(url: str, cfg: AoiConfig, obsids: list[int], stages: list
         The stages released (only ``Quarantined`` ones are touched).
     """
     with transaction(url) as conn:
-        rows = [tuple(r) for r in conn.execute(q("queue_accept_quarantined", schema=cfg.schema),
-                                               {"obsids": obsids, "stages": stages})]
+        rows = [(int(r[0]), str(r[1])) for r in conn.execute(q("queue_accept_quarantined", schema=cfg.schema),
+                                                             {"obsids": obsids, "stages": stages})]
         refresh_status(conn, cfg.schema, [r[0] for r in rows])
-    return rows  # type: ignore[return-value]
+    return rows
 
 
 def release(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> None:

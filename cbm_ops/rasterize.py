@@ -420,8 +420,8 @@ def index_for_grid(url: str, cfg: AoiConfig, image: Grid, footprint: bytes | Non
         if pids.size == 0:
             idx = build_index(pids, geoms, image, all_touched=cfg.all_touched)
         else:
-            grid = lattice_grid(image.epsg, image.res, tuple(shapely.total_bounds(geoms)),   # type: ignore[arg-type]
-                                (lattice[2], lattice[3]))
+            minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(geoms))
+            grid = lattice_grid(image.epsg, image.res, (minx, miny, maxx, maxy), (lattice[2], lattice[3]))
             idx = build_index(pids, geoms, grid, all_touched=cfg.all_touched)
         idx.parcels_version = version
         idx.source = "scene"

@@ -58,7 +58,7 @@ def configure_threads(configured: int | None = None) -> int:
     """Apply :func:`threads_per_task` to Numba and GDAL in this process; returns it."""
     import numba
 
-    n = min(threads_per_task(configured), numba.config.NUMBA_NUM_THREADS)
+    n = min(threads_per_task(configured), int(numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     numba.set_num_threads(n)
     os.environ["GDAL_NUM_THREADS"] = str(n)
     try:

@@ -111,7 +111,7 @@ class _S3Product:
 
     def _list(self) -> list[str]:
         if self._keys is None:
-            keys = []
+            keys: list[str] = []
             pager = self.client.get_paginator("list_objects_v2")
             for page in pager.paginate(Bucket=self.bucket, Prefix=self.prefix + "/"):
                 keys.extend(o["Key"][len(self.prefix) + 1:] for o in page.get("Contents", []))
@@ -173,4 +173,4 @@ def make_store(cfg: AoiConfig, s3_credentials: dict[str, str] | None = None,
     if cfg.store.kind == "s3":
         return S3Store(cfg.store.bucket, endpoint_url=s3_endpoint, cache_dir=cfg.store.cache_dir,
                        credentials=s3_credentials)
-    return MountStore(cfg.resolve(cfg.store.root))
+    return MountStore(cfg.resolve(cfg.store.root) or cfg.store.root)

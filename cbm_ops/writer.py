@@ -84,7 +84,7 @@ def sigs_payload(pids: np.ndarray, obsid: int, bands: list[str], stats: list[np.
             col[name] = sel[:, k]
     keep = valid[with_data]
     rows = grid.ravel() if keep.all() else grid[keep]
-    return memoryview(rows).cast("B"), int(rows.size)
+    return memoryview(rows).cast("B"), int(rows.size)  # type: ignore[arg-type]  # numpy arrays are buffers
 
 
 def copy_sigs(conn: psycopg.Connection, schema: str, part: str, pids: np.ndarray, obsid: int,
@@ -108,9 +108,9 @@ def copy_sigs(conn: psycopg.Connection, schema: str, part: str, pids: np.ndarray
     with cur.copy(q("sigs_copy", schema=schema, part=part), writer=QueuedLibpqWriter(cur)) as cp:
         cp.write(PGCOPY_HEADER)
         for i in range(0, len(pids), chunk):
-            part, n = sigs_payload(pids[i:i + chunk], obsid, bands, [st[i:i + chunk] for st in stats])
+            payload, n = sigs_payload(pids[i:i + chunk], obsid, bands, [st[i:i + chunk] for st in stats])
             if n:
-                cp.write(part)
+                cp.write(payload)
                 rows += n
         cp.write(PGCOPY_TRAILER)
     return rows
