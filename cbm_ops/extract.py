@@ -272,7 +272,8 @@ def zonal_stats(raster_path: str, geometries: Any, *, band: int = 1, nodata: flo
     Parameters
     ----------
     raster_path : str
-        Any raster GDAL reads (GeoTIFF, JP2, ENVI ...), north-up.
+        Any raster GDAL reads (GeoTIFF, JP2, ENVI ...), north-up; square or non-square
+        pixels.
     geometries : sequence of shapely geometries, length G
         Polygons in the raster's CRS.
     band : int
@@ -296,7 +297,7 @@ def zonal_stats(raster_path: str, geometries: Any, *, band: int = 1, nodata: flo
     rasterio.errors.RasterioIOError
         If the raster cannot be opened.
     GridError
-        If the raster is rotated or its pixels are not square.
+        If the raster is rotated, sheared or not north-up.
     """
     import rasterio
     import shapely
@@ -310,23 +311,26 @@ def zonal_stats(raster_path: str, geometries: Any, *, band: int = 1, nodata: flo
         full = Grid.from_raster(0, ds.transform, ds.width, ds.height)
         minx, miny, maxx, maxy = shapely.total_bounds(geoms)
         c0 = max(int(np.floor((minx - full.x0) / full.res)) - 1, 0)
-        r0 = max(int(np.floor((full.y0 - maxy) / full.res)) - 1, 0)
+        r0 = max(int(np.floor((full.y0 - maxy) / full.res_y)) - 1, 0)
         c1 = min(int(np.ceil((maxx - full.x0) / full.res)) + 1, full.width)
-        r1 = min(int(np.ceil((full.y0 - miny) / full.res)) + 1, full.height)
+        r1 = min(int(np.ceil((full.y0 - miny) / full.res_y)) + 1, full.height)
         if c1 <= c0 or r1 <= r0:
             return empty
-        grid = Grid(epsg=0, res=full.res, x0=full.x0 + c0 * full.res, y0=full.y0 - r0 * full.res,
-                    width=c1 - c0, height=r1 - r0)
+        # the index is built on the raster's own grid (GDAL's pixel coordinates, exact
+        # ties) and only the window the geometries need is read
         arr = ds.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
         if nodata is None:
             nodata = ds.nodatavals[band - 1]
-    idx = build_index(np.arange(geoms.size), geoms, grid, all_touched=all_touched)
-    st = kernels.parcel_stats(arr, 0, 0, idx.run_ptr, idx.run_row, idx.run_c0, idx.run_c1,
+    idx = build_index(np.arange(geoms.size), geoms, full, all_touched=all_touched)
+    st = kernels.parcel_stats(arr, r0, c0, idx.run_ptr, idx.run_row, idx.run_c0, idx.run_c1,
                               idx.max_pixels, nodata)
-    out = []
+    out: list[dict[str, float | None]] = []
     for row in st:
+        rec: dict[str, float | None] = dict.fromkeys(kernels.STAT_NAMES)
         if row[0] == 0:
-            out.append(dict.fromkeys(kernels.STAT_NAMES) | {"count": 0})
+            rec["count"] = 0
         else:
-            out.append({k: float(v) for k, v in zip(kernels.STAT_NAMES, row, strict=True)} | {"count": int(row[0])})
+            rec.update(zip(kernels.STAT_NAMES, map(float, row), strict=True))
+            rec["count"] = int(row[0])
+        out.append(rec)
     return out
