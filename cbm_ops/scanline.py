@@ -498,7 +498,7 @@ def _merge(srow, sc0, sc1, n, rowcnt, t0, t1):
 
 
 # ----------------------------------------------------------------------------- one geometry
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _geom_runs(g, x, y, ring_off, part_off, geom_off, inv0, inv1, inv3, inv5, W, H, all_touched,
                px, py, rs, rowcnt, xs, srow, sc0, sc1, t0, t1):
     """Runs of geometry ``g`` in srow/sc0/sc1[:m]; returns m and the (grown) scratch."""

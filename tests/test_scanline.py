@@ -60,6 +60,48 @@ def assert_runs_well_formed(run_ptr, row, c0, c1, npix, grid: Grid) -> None:
         assert npix[g] == int((b - a).sum())
 
 
+def gdal_writes_past_right_edge(geom, grid: Grid) -> bool:
+    """Whether GDAL's all-touched line walk would step past the raster's right edge.
+
+    GDALdllImageLineAllTouched (GDAL 3.10) clips an edge to x <= W, then, when the
+    clipped edge rounds to non-rising, moves its end by ``-dfYEnd / dfSlope``, which can
+    take it past W again: the walk then burns column W, i.e. GDAL writes the first pixel
+    of the next row or past its buffer (heap corruption; see docs/rasterization.md).
+    Ours drops such out-of-raster points. Only edges with a vertex on or within
+    rounding of the right edge line are concerned; the reference cannot be computed
+    safely for them, so they are left out of the comparison (and counted).
+    """
+    inv0, inv1, inv3, inv5 = scanline.inverse_geotransform(grid.x0, grid.y0, grid.res, grid.res_y)
+    W, H = float(grid.width), float(grid.height)
+    for ring in shapely.get_rings(shapely.get_parts(geom)):
+        xy = shapely.get_coordinates(ring)
+        px, py = inv0 + xy[:, 0] * inv1, inv3 + xy[:, 1] * inv5
+        for k in range(len(px) - 1):
+            x, y, xe, ye = px[k], py[k], px[k + 1], py[k + 1]
+            if (y < 0 and ye < 0) or (y > H and ye > H) or (x < 0 and xe < 0) or (x > W and xe > W):
+                continue
+            if x > xe:
+                x, xe, y, ye = xe, x, ye, y
+            if np.floor(x) == np.floor(xe) or abs(x - xe) < .01:
+                continue
+            if np.floor(y) == np.floor(ye) or abs(y - ye) < .01:
+                continue
+            slope = (ye - y) / (xe - x)
+            if xe > W:
+                ye -= (xe - W) * slope
+                xe = W
+            if x < 0:
+                y += (0.0 - x) * slope
+            if not ye > y and ye < 0:
+                xe -= (ye - 0) / slope
+            if xe > W:
+                return True
+    return False
+
+
+SKIPPED = {"gdal_overflow": 0, "compared": 0}
+
+
 def assert_exact(geoms, grid: Grid) -> None:
     geoms = np.asarray(geoms, dtype=object)
     for all_touched in (False, True):
@@ -67,6 +109,10 @@ def assert_exact(geoms, grid: Grid) -> None:
             geoms, grid.x0, grid.y0, grid.res, grid.res_y, grid.width, grid.height, all_touched=all_touched)
         assert_runs_well_formed(run_ptr, row, c0, c1, npix, grid)
         for g, (geom, got) in enumerate(zip(geoms, masks(run_ptr, row, c0, c1, grid), strict=True)):
+            if all_touched and gdal_writes_past_right_edge(geom, grid):
+                SKIPPED["gdal_overflow"] += 1
+                continue
+            SKIPPED["compared"] += 1
             ref = reference(geom, grid, all_touched)
             if not np.array_equal(got, ref):
                 diff = np.argwhere(got != ref)[:5].tolist()
@@ -238,6 +284,26 @@ def test_known_cases_against_gdal():
             shapely.MultiPolygon([shapely.box(X(1), Y(4), X(4), Y(1)), shapely.box(X(3), Y(6), X(6), Y(3))]),
         ]
         assert_exact(geoms, grid)
+
+
+def test_gdal_all_touched_overflow_is_not_reproduced():
+    """GDAL's all-touched walk steps past the right edge for this SYNTHETIC self-crossing
+    polygon (an edge from a vertex exactly on the right edge line, x = W, outwards): it
+    burns pixel (0, W), which lands on (1, 0) of its buffer. Ours keeps every other GDAL
+    pixel and not that one."""
+    g = shapely.from_wkt(
+        "POLYGON ((499980.9 -0.30000000000000004, 499979.95 -0.05000000000000004, 499980.3 0.09999999999999998, "
+        "499980.9 -0.15000000000000002, 499980.6 -0.25000000000000006, 499980.6 -0.35000000000000003, "
+        "499980.65 -0.4, 499980.8 0.14999999999999997, 499980.9 -0.30000000000000004))")
+    grid = Grid(epsg=0, res=0.1, x0=499980.0, y0=0.0, width=8, height=3)
+    assert gdal_writes_past_right_edge(g, grid)
+    ref = reference(g, grid, True)
+    run_ptr, row, c0, c1, _, _ = scanline.polygon_runs(np.asarray([g], dtype=object), grid.x0, grid.y0, grid.res,
+                                                       grid.res_y, grid.width, grid.height, all_touched=True)
+    got = masks(run_ptr, row, c0, c1, grid)[0]
+    assert ref[1, 0] and not got[1, 0]
+    ref[1, 0] = False
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_overlapping_parcels_each_keep_their_pixels():
