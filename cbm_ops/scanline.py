@@ -625,7 +625,7 @@ def polygon_buffers(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Returns
     -------
     (x, y, ring_off, part_off, geom_off, polygonal)
-        ``x``, ``y`` float64 (N,) vertex coordinates as stored (ring orientation and
+        ``x``, ``y`` float64 (N,) vertex coordinates (strided views of one (N, 2) array) as stored (ring orientation and
         start kept; Z dropped); ``ring_off`` int64 (R + 1,) vertex offsets of the rings;
         ``part_off`` int64 (Q + 1,) ring offsets of the polygons (exterior ring first);
         ``geom_off`` int64 (G + 1,) polygon offsets of each geometry (none for empty or
@@ -666,7 +666,7 @@ def polygon_buffers(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     xy = shapely.get_coordinates(pg)
     if xy.shape[0] != ring_off[-1]:
         raise ValueError(f"coordinate count {xy.shape[0]} does not match the rings ({ring_off[-1]})")
-    return (np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]), ring_off, part_off, geom_off,
+    return (xy[:, 0], xy[:, 1], ring_off, part_off, geom_off,
             polygonal)
 
 
