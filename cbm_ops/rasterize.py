@@ -1,8 +1,12 @@
 """UTM rasterization: parcels on an image grid, as a run-length parcel index.
 
-Membership is the pixel-centre rule on the image's own grid: ``rasterio.features.rasterize``
-with ``all_touched=False`` (configurable), exactly what rasterstats does per geometry. The
-reference rasterized each parcel off the image grid and got 4-18 % of the pixels wrong.
+Membership is GDAL's rule on the image's own grid, for every parcel rasterized on its own:
+the pixel-centre rule (``all_touched=False``, configurable), exactly what rasterstats does
+per geometry (``rasterio.features.rasterize``). :mod:`cbm_ops.scanline` reproduces GDAL's
+scanline fill and all-touched line walk in Numba, straight from shapely's coordinate
+arrays to the runs, in parallel over parcels; overlapping parcels and pixel centres on a
+common boundary need no special treatment (docs/rasterization.md). The reference
+rasterized each parcel off the image grid and got 4-18 % of the pixels wrong.
 
 A *lattice* is (EPSG, resolution, origin modulo resolution). Every Sentinel-2 tile of a
 UTM zone lies on the lattice (EPSG, 10|20|60 m, origin 0): one index per lattice serves
@@ -11,11 +15,6 @@ by :func:`rasterize_aoi`, stored in ``parcel_grids`` (compressed, chunked) where
 worker reads them, and keyed on the parcel set's version so a changed parcel set
 invalidates them. Scenes whose grid matches no stored lattice (S1 CARD "Auto UTM" grids)
 are rasterized for the scene and kept in a small per-process cache.
-
-Parcels are burnt together in tiles; a second, additive burn counts the parcels claiming
-each pixel. Parcels that share a pixel (overlapping parcels, or a pixel centre lying
-exactly on a common boundary, which GDAL gives to both) are rasterized again one by one,
-so every parcel gets exactly the pixels rasterstats would give it.
 """
 
 from __future__ import annotations
@@ -31,13 +30,12 @@ import numpy as np
 import shapely
 from affine import Affine
 
-from . import kernels
+from . import kernels, scanline
 from .config import AoiConfig
 from .db import q, transaction
 
 log = logging.getLogger(__name__)
 
-TILE = 8192                   # rasterize in tiles of at most TILE x TILE pixels (int32: 256 MB)
 CHUNK_BYTES = 64 * 2**20      # bytea chunk size in parcel_grid_chunks
 
 
@@ -47,7 +45,8 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class Grid:
-    """A north-up pixel grid: upper-left corner (x0, y0), square pixels of ``res`` metres."""
+    """A north-up pixel grid: upper-left corner (x0, y0), pixels of ``res`` x ``res_y``
+    metres (``res_y`` defaults to ``res``: square pixels)."""
 
     epsg: int
     res: float
@@ -55,30 +54,50 @@ class Grid:
     y0: float
     width: int
     height: int
+    res_y: float = None  # type: ignore[assignment]   # None -> res (set in __post_init__)
+
+    def __post_init__(self) -> None:
+        if self.res_y is None:
+            object.__setattr__(self, "res_y", self.res)
+
+    @property
+    def square(self) -> bool:
+        """Square pixels (x and y sizes equal to 1e-9 relative)."""
+        return math.isclose(self.res_y, self.res, rel_tol=1e-9)
 
     @property
     def transform(self) -> Affine:
-        return Affine(self.res, 0.0, self.x0, 0.0, -self.res, self.y0)
+        return Affine(self.res, 0.0, self.x0, 0.0, -self.res_y, self.y0)
 
     @property
     def lattice(self) -> tuple[int, float, float, float]:
-        """(EPSG, resolution, x0 mod res, y0 mod res), rounded to the millimetre."""
+        """(EPSG, resolution, x0 mod res, y0 mod res), rounded to the millimetre.
+
+        Raises
+        ------
+        GridError
+            If the pixels are not square (stored lattices are square).
+        """
+        if not self.square:
+            raise GridError(f"pixels of {self.res} x {self.res_y} m are not square: no stored parcel index "
+                            "lattice applies (use zonal_stats for such rasters)")
         return (self.epsg, self.res, round(self.x0 % self.res, 3) % self.res,
                 round(self.y0 % self.res, 3) % self.res)
 
     @classmethod
     def from_raster(cls, epsg: int, transform: Affine, width: int, height: int) -> Grid:
-        """The grid of a raster (rasterio transform).
+        """The grid of a raster (rasterio transform); pixels may be non-square.
 
         Raises
         ------
         GridError
-            If pixels are not square and north-up (rotation or shear).
+            If the raster is rotated or sheared, or not north-up.
         """
         a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
-        if b != 0 or d != 0 or a <= 0 or not math.isclose(-e, a, rel_tol=1e-9):
-            raise GridError(f"image grid is not north-up with square pixels: {tuple(transform)[:6]}")
-        return cls(epsg=epsg, res=float(a), x0=float(c), y0=float(f), width=int(width), height=int(height))
+        if b != 0 or d != 0 or not a > 0 or not e < 0:
+            raise GridError(f"image grid is not north-up (rotated, sheared or flipped): {tuple(transform)[:6]}")
+        return cls(epsg=epsg, res=float(a), x0=float(c), y0=float(f), width=int(width), height=int(height),
+                   res_y=float(-e))
 
     def offset_in(self, other: Grid) -> tuple[int, int]:
         """(row, col) of this grid's first pixel in ``other`` (same lattice).
@@ -88,20 +107,21 @@ class Grid:
         GridError
             If the grids are not on the same lattice.
         """
-        if self.epsg != other.epsg or not math.isclose(self.res, other.res, rel_tol=1e-9):
-            raise GridError(f"grid EPSG:{self.epsg} {self.res} m does not match "
-                            f"EPSG:{other.epsg} {other.res} m")
+        if (self.epsg != other.epsg or not math.isclose(self.res, other.res, rel_tol=1e-9)
+                or not math.isclose(self.res_y, other.res_y, rel_tol=1e-9)):
+            raise GridError(f"grid EPSG:{self.epsg} {self.res} x {self.res_y} m does not match "
+                            f"EPSG:{other.epsg} {other.res} x {other.res_y} m")
         col = (self.x0 - other.x0) / self.res
-        row = (other.y0 - self.y0) / self.res
+        row = (other.y0 - self.y0) / self.res_y
         if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
             raise GridError(f"grid origin ({self.x0}, {self.y0}) is off the lattice of "
-                            f"({other.x0}, {other.y0}) at {self.res} m")
+                            f"({other.x0}, {other.y0}) at {self.res} x {self.res_y} m")
         return int(round(row)), int(round(col))
 
 
 def lattice_grid(epsg: int, res: float, bounds: tuple[float, float, float, float],
                  origin: tuple[float, float] = (0.0, 0.0)) -> Grid:
-    """Smallest grid on the lattice (origin + k * res) that covers ``bounds``.
+    """Smallest grid on the lattice (origin + k * res) that covers ``bounds`` (square pixels).
 
     Parameters
     ----------
@@ -196,104 +216,128 @@ class ParcelIndex:
                    all_touched=all_touched, parcels_version=version)
 
 
-def _drop_labels(part: tuple[np.ndarray, ...], labels: np.ndarray) -> tuple[np.ndarray, ...]:
-    keep = ~np.isin(part[0], labels)
-    return tuple(a[keep] for a in part)
+def _flat_parts(geom) -> list:
+    """Polygons, lines and points of a (nested) geometry collection."""
+    out = []
+    for part in shapely.get_parts(geom):
+        if shapely.get_type_id(part) == 7:          # GeometryCollection
+            out.extend(_flat_parts(part))
+        elif not part.is_empty:
+            out.append(part)
+    return out
+
+
+def _window_runs(geom, grid: Grid, all_touched: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of a non-polygonal geometry with rasterio on its window of ``grid``."""
+    from rasterio.features import rasterize
+
+    minx, miny, maxx, maxy = geom.bounds
+    c0 = max(0, math.floor((minx - grid.x0) / grid.res) - 1)
+    r0 = max(0, math.floor((grid.y0 - maxy) / grid.res_y) - 1)
+    c1 = min(grid.width, math.ceil((maxx - grid.x0) / grid.res) + 1)
+    r1 = min(grid.height, math.ceil((grid.y0 - miny) / grid.res_y) + 1)
+    if c1 <= c0 or r1 <= r0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    labels = rasterize([(geom, 1)], out_shape=(r1 - r0, c1 - c0),
+                       transform=Affine(grid.res, 0, grid.x0 + c0 * grid.res, 0, -grid.res_y,
+                                        grid.y0 - r0 * grid.res_y),
+                       fill=0, all_touched=all_touched, dtype="int32")
+    _, row, a, b = kernels.label_runs(labels, r0, c0)
+    return row.astype(np.int64), a.astype(np.int64), b.astype(np.int64)
 
 
 def build_index(pids: np.ndarray, geoms: np.ndarray, grid: Grid, *, all_touched: bool = False
                 ) -> ParcelIndex:
-    """Rasterize parcels on ``grid`` and run-length encode them.
+    """Rasterize parcels on ``grid``, each on its own, as a run-length index.
+
+    Every parcel gets exactly the pixels GDAL (``rasterio.features.rasterize`` of that
+    parcel alone on ``grid``) gives it, overlaps and shared boundaries included; see
+    :func:`cbm_ops.scanline.polygon_runs` and docs/rasterization.md.
 
     Parameters
     ----------
     pids : int ndarray, shape (P,)
         Parcel ids.
     geoms : ndarray of shapely geometries, shape (P,)
-        Parcels in the grid's CRS (metres).
+        Parcels in the grid's CRS (metres): Polygons and MultiPolygons (exact Numba
+        scanline). The polygons of a GeometryCollection take the same path; its lines
+        and points (and bare lines or points) are burnt with rasterio on their window.
     grid : Grid
+        Any north-up grid, square or non-square pixels.
     all_touched : bool
         GDAL's all-touched rule instead of the pixel-centre rule.
 
     Returns
     -------
     ParcelIndex
-        Parcels without pixels on the grid have no runs (``npix`` 0).
+        Runs sorted by parcel, then row and column; runs of one parcel are disjoint.
+        Parcels without pixels on the grid (outside it, empty, None) have no runs
+        (``npix`` 0).
     """
-    from rasterio.enums import MergeAlg
-    from rasterio.features import rasterize
-
     t0 = time.perf_counter()
-    t_burn = t_runs = 0.0
+    geoms = np.asarray(geoms, dtype=object)
     P = len(pids)
-    parts: list[tuple[np.ndarray, ...]] = []
-    shared: set[int] = set()
-    tree = shapely.STRtree(geoms)
-    for r in range(0, grid.height, TILE):
-        for c in range(0, grid.width, TILE):
-            h, w = min(TILE, grid.height - r), min(TILE, grid.width - c)
-            x0 = grid.x0 + c * grid.res
-            y0 = grid.y0 - r * grid.res
-            transform = Affine(grid.res, 0, x0, 0, -grid.res, y0)
-            idx = tree.query(shapely.box(x0, y0 - h * grid.res, x0 + w * grid.res, y0), predicate="intersects")
-            if idx.size == 0:
-                continue
-            ta = time.perf_counter()
-            labels = rasterize(zip(geoms[idx], idx.astype(np.int64) + 1, strict=True), out_shape=(h, w),
-                               transform=transform, fill=0, all_touched=all_touched, dtype="int32")
-            claims = rasterize(((g, 1) for g in geoms[idx]), out_shape=(h, w), transform=transform,
-                               fill=0, all_touched=all_touched, dtype="uint8", merge_alg=MergeAlg.add)
-            rr, cc = np.nonzero(claims > 1)
-            if rr.size:
-                # pixels claimed by several parcels (overlaps, or a pixel centre exactly on
-                # a shared boundary): every parcel that can claim such a pixel (its centre
-                # with the pixel-centre rule, any part of it with all_touched) is redone alone
-                px = x0 + cc * grid.res
-                py = y0 - rr * grid.res
-                probe = (shapely.box(px, py - grid.res, px + grid.res, py) if all_touched
-                         else shapely.points(px + grid.res / 2, py - grid.res / 2))
-                shared.update(tree.query(probe, predicate="intersects")[1].tolist())
-            tb = time.perf_counter()
-            parts.append(kernels.label_runs(labels, r, c))
-            t_burn += tb - ta
-            t_runs += time.perf_counter() - tb
-            del labels, claims
-    aside = np.array(sorted(shared), np.int64)
-    if aside.size:
-        parts = [_drop_labels(p, aside + 1) for p in parts]
-    for i in aside:            # parcels sharing pixels: each on its own, in its bounding window
-        minx, miny, maxx, maxy = geoms[i].bounds
-        c0 = max(0, math.floor((minx - grid.x0) / grid.res) - 1)
-        r0 = max(0, math.floor((grid.y0 - maxy) / grid.res) - 1)
-        c1 = min(grid.width, math.ceil((maxx - grid.x0) / grid.res) + 1)
-        r1 = min(grid.height, math.ceil((grid.y0 - miny) / grid.res) + 1)
-        if c1 <= c0 or r1 <= r0:
-            continue
-        labels = rasterize([(geoms[i], int(i) + 1)], out_shape=(r1 - r0, c1 - c0),
-                           transform=Affine(grid.res, 0, grid.x0 + c0 * grid.res, 0, -grid.res,
-                                            grid.y0 - r0 * grid.res),
-                           fill=0, all_touched=all_touched, dtype="int32")
-        parts.append(kernels.label_runs(labels, r0, c0))
-    if parts:
-        lab = np.concatenate([p[0] for p in parts]) - 1
-        row, a, b = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
-    else:
-        lab = row = a = b = np.zeros(0, np.int32)
-    order = np.argsort(lab, kind="stable")
-    lab, row, a, b = lab[order], row[order], a[order], b[order]
-    counts = np.bincount(lab, minlength=P)
-    run_ptr = np.zeros(P + 1, np.int64)
-    np.cumsum(counts, out=run_ptr[1:])
-    npix = np.bincount(lab, weights=(b - a), minlength=P).astype(np.int64)
+    types = shapely.get_type_id(geoms)
+    extra: dict[int, list] = {}
+    odd = np.flatnonzero((types >= 0) & (types != 3) & (types != 6))
+    if odd.size:
+        geoms = geoms.copy()
+        for i in odd:
+            parts = _flat_parts(geoms[i]) if types[i] == 7 else [geoms[i]]
+            polys = [q for p in parts if shapely.get_type_id(p) in (3, 6) for q in shapely.get_parts(p)]
+            rest = [p for p in parts if shapely.get_type_id(p) not in (3, 6)]
+            geoms[i] = shapely.multipolygons(polys) if polys else None
+            if rest:
+                extra[int(i)] = rest
+    ta = time.perf_counter()
+    run_ptr, row, a, b, npix, _ = scanline.polygon_runs(geoms, grid.x0, grid.y0, grid.res, grid.res_y,
+                                                        grid.width, grid.height, all_touched=all_touched)
+    tb = time.perf_counter()
+    if extra:
+        run_ptr, row, a, b, npix = _add_runs(run_ptr, row, a, b, extra, grid, all_touched)
     idx = ParcelIndex(grid=grid, pids=np.asarray(pids, np.int32), run_ptr=run_ptr, run_row=row,
                       run_c0=a, run_c1=b, npix=npix, all_touched=all_touched)
     idx.seconds = round(time.perf_counter() - t0, 3)
-    idx.timings = {"rasterize_s": round(t_burn, 3), "runs_s": round(t_runs, 3),
-                   "shared_parcels": int(aside.size), "total_s": idx.seconds}
-    log.info("rasterized %d parcels on EPSG:%d %g m (%d x %d): %d runs, %d pixels, %d parcels sharing "
-             "pixels rasterized on their own, %.1f s", P, grid.epsg, grid.res, grid.width, grid.height,
-             row.size, int(npix.sum()), aside.size, idx.seconds)
+    idx.timings = {"rasterize_s": round(tb - ta, 3), "runs_s": 0.0, "shared_parcels": 0,
+                   "other_geometries": len(extra), "total_s": idx.seconds}
+    log.info("rasterized %d parcels on EPSG:%d %g x %g m (%d x %d): %d runs, %d pixels, %.2f s", P, grid.epsg,
+             grid.res, grid.res_y, grid.width, grid.height, row.size, int(npix.sum()), idx.seconds)
     return idx
+
+
+def _add_runs(run_ptr, row, a, b, extra: dict[int, list], grid: Grid, all_touched: bool):
+    """Unite the runs of the lines/points in ``extra`` with the parcels' scanline runs."""
+    G = run_ptr.size - 1
+    per: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for i, rest in extra.items():
+        s, e = run_ptr[i], run_ptr[i + 1]
+        rr, aa, bb = [row[s:e].astype(np.int64)], [a[s:e].astype(np.int64)], [b[s:e].astype(np.int64)]
+        for g in rest:
+            r2, a2, b2 = _window_runs(g, grid, all_touched)
+            rr.append(r2)
+            aa.append(a2)
+            bb.append(b2)
+        r3, a3, b3 = np.concatenate(rr), np.concatenate(aa), np.concatenate(bb)
+        m = scanline.merge_runs(r3, a3, b3, grid.width)
+        per[i] = (r3[:m], a3[:m], b3[:m])
+    counts = np.diff(run_ptr)
+    for i, (r3, _, _) in per.items():
+        counts[i] = r3.size
+    new_ptr = np.zeros(G + 1, np.int64)
+    np.cumsum(counts, out=new_ptr[1:])
+    out = [np.empty(int(new_ptr[-1]), np.int32) for _ in range(3)]
+    keep = np.ones(G, bool)
+    keep[list(per)] = False
+    src = np.repeat(keep, np.diff(run_ptr))                 # runs kept as they are
+    dst = np.repeat(keep, counts)
+    for o, arr in zip(out, (row, a, b), strict=True):
+        o[dst] = arr[src]
+    for i, trip in per.items():
+        for o, arr in zip(out, trip, strict=True):
+            o[new_ptr[i]:new_ptr[i + 1]] = arr
+    npix = np.zeros(G, np.int64)
+    np.add.at(npix, np.repeat(np.arange(G), counts), (out[2] - out[1]).astype(np.int64))
+    return new_ptr, out[0], out[1], out[2], npix
 
 
 # --------------------------------------------------------------------------- PostGIS

@@ -89,6 +89,83 @@ def test_zonal_stats_equals_rasterstats_on_real_rasters(case):
             assert o["count"] == (~geometry_mask([g], out_shape=shape, transform=transform)).sum()
 
 
+EOPATCH = "eolearn-slovenia-eopatch"
+
+
+@pytest.mark.parametrize("raster", [
+    ("timeseries", "2017-07-20T100027", "NDVI_2017-07-20T100027.tif"),
+    ("timeseries", "2017-07-20T100027", "SCL_2017-07-20T100027.tif"),
+    ("l1c_reference_scenes", "2015-08-30T100547", "S2L1C_2015-08-30T100547_B08.tif"),
+])
+@pytest.mark.parametrize("all_touched", [False, True])
+def test_zonal_stats_non_square_pixels_equal_rasterstats(raster, all_touched):
+    """Real eo-learn patch (9.9948 x 9.9975 m pixels, EPSG:32633) with its real land-use
+    polygons: same statistics as rasterstats, pixel-centre and all-touched."""
+    path = shared(EOPATCH, "derived", *raster)
+    geoms = read_layer(shared(EOPATCH, "derived", "LULC_parcels_epsg32633.gpkg"))
+    with rasterio.open(path) as ds:
+        assert ds.transform.a != -ds.transform.e                 # really non-square
+        extent = shapely.box(*ds.bounds)
+        nodata = ds.nodata
+    inside = [g for g in geoms if extent.contains(g)]
+    assert len(inside) >= 50
+    ours = zonal_stats(str(path), inside, all_touched=all_touched)
+    ref = rasterstats_zonal(inside, str(path), stats=RS_STATS, all_touched=all_touched, nodata=nodata)
+    assert_same_as_rasterstats(ours, ref)
+    assert sum(o["count"] for o in ours) > 1000
+
+
+def test_zonal_stats_rotated_raster_is_a_grid_error(tmp_path):
+    path = tmp_path / "rotated.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8", crs="EPSG:32631",
+                       transform=rasterio.Affine(10, 2, 500000, 1, -10, 5600000)) as ds:
+        ds.write(np.ones((1, 8, 8), np.uint8))
+    with pytest.raises(rasterize.GridError, match="not north-up"):
+        zonal_stats(str(path), [shapely.box(500010, 5599930, 500050, 5599970)])
+
+
+@pytest.mark.parametrize("case", ["mechelen-s2", "flanders-B08"])
+def test_zonal_stats_all_touched_equals_rasterstats_on_real_rasters(case):
+    raster, band, vector, layer = {
+        "mechelen-s2": (("befl-mechelen-markers", "original", "images_periodic_roi_test",
+                         "s2-agri-weekly_2024-03-04_2024-03-10_B02-B03-B04-B08-B11-B12_mean.tif"), 4,
+                        ("befl-mechelen-markers", "derived", "parcels_epsg32631.gpkg"), None),
+        "flanders-B08": ((*PATCH, "s2", "2018-07-13T110521", "S2L2A_00002806639B424A_2018-07-13T110521_B08.tif"), 1,
+                         FLANDERS_GPKG, "lpis_raster_polygonised")}[case]
+    path = shared(*raster)
+    geoms = read_layer(shared(*vector), layer)
+    with rasterio.open(path) as ds:
+        extent = shapely.box(*ds.bounds)
+    inside = [g for g in geoms if extent.contains(g)]
+    ours = zonal_stats(str(path), inside, band=band, all_touched=True)
+    ref = rasterstats_zonal(inside, str(path), band=band, stats=RS_STATS, all_touched=True)
+    assert_same_as_rasterstats(ours, ref)
+    centre = sum(o["count"] for o in zonal_stats(str(path), inside, band=band))
+    if case == "flanders-B08":      # polygonised raster: edges on pixel borders add no touched pixel
+        assert sum(o["count"] for o in ours) == centre
+    else:
+        assert sum(o["count"] for o in ours) > centre
+
+
+@pytest.mark.parametrize("all_touched", [False, True])
+def test_parcel_index_equals_rasterio_per_parcel_on_real_lpis(all_touched):
+    """Real Flanders LPIS parcels on their S2 grid: every parcel's pixels equal rasterio's
+    burn of that parcel alone (the rule rasterstats applies), both membership rules."""
+    from rasterio.features import rasterize as burn
+
+    geoms = np.asarray(read_layer(shared(*FLANDERS_GPKG), "lpis_raster_polygonised"), dtype=object)
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+    grid = rasterize.lattice_grid(32631, 10.0, (minx, miny, maxx, maxy))
+    idx = rasterize.build_index(np.arange(geoms.size), geoms, grid, all_touched=all_touched)
+    for p, g in enumerate(geoms):
+        expect = burn([(g, 1)], out_shape=(grid.height, grid.width), transform=grid.transform,
+                      all_touched=all_touched).astype(bool)
+        got = np.zeros_like(expect)
+        for i in range(idx.run_ptr[p], idx.run_ptr[p + 1]):
+            got[idx.run_row[i], idx.run_c0[i]:idx.run_c1[i]] = True
+        np.testing.assert_array_equal(got, expect, err_msg=f"parcel {p}")
+
+
 def test_parcel_index_is_exact_pixel_centre_membership():
     """Every parcel's pixels equal rasterio's per-geometry mask on the image grid,
     also where the real LPIS parcel overlaps a polygonised region."""
