@@ -183,7 +183,7 @@ class ParcelIndex:
                 cx = np.bincount(lab, weights=n * (self.run_c0 + self.run_c1) / 2.0, minlength=P) / self.npix
                 cy = np.bincount(lab, weights=n * (self.run_row + 0.5), minlength=P) / self.npix
             g = self.grid
-            self._centroids = (g.x0 + cx * g.res, g.y0 - cy * g.res)
+            self._centroids = (g.x0 + cx * g.res, g.y0 - cy * g.res_y)
         return self._centroids
 
     @property
@@ -491,7 +491,7 @@ def load_parcels_in(conn, cfg: AoiConfig, image: Grid, footprint: bytes | None
     if row is None or not row[1]:
         raise LookupError(f"AOI {cfg.name!r} has no parcels: run import-parcels first")
     minx, maxy = image.x0, image.y0
-    maxx, miny = image.x0 + image.width * image.res, image.y0 - image.height * image.res
+    maxx, miny = image.x0 + image.width * image.res, image.y0 - image.height * image.res_y
     rows = conn.execute(q("parcels_in_area", schema=cfg.schema, parcels=row[1]), {
         "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy, "epsg": image.epsg, "srid": row[2],
         "step": max(maxx - minx, maxy - miny) / 32.0 + 1e-9, "footprint": footprint}).fetchall()
