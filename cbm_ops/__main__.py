@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--delete-cloudy", action="store_true", help="force the opt-in deletion")
     p.add_argument("--no-cluster", action="store_true")
     p.add_argument("--backup-dir", help="pg_dump target (default: maintenance.backup_dir)")
+
+    p = cmd("export", "write the canonical signatures of a year (Parquet or CSV) and the parcels (GeoParquet)")
+    p.add_argument("--year", type=int, required=True, choices=range(2014, 2101), metavar="YEAR",
+                   help="calendar year of the sensing time (UTC)")
+    p.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="signatures format")
+    p.add_argument("--out-dir", help="target directory (default: maintenance.export_dir, else export/)")
     return ap
 
 
@@ -146,6 +152,10 @@ def _run(args: argparse.Namespace, cfg, url: str):
         return run_maintenance(url, cfg, delete_cloudy=args.delete_cloudy or None,
                                cluster=False if args.no_cluster else None,
                                backup_dir=args.backup_dir)
+    if args.command == "export":
+        from .export import export
+
+        return export(url, cfg, args.year, args.format, args.out_dir)
     raise AssertionError(args.command)
 
 
