@@ -46,7 +46,6 @@ from .db import q, transaction
 TSTYPES = {"s2": "s2", "bs": "bs", "c6": "c6", "scl": "s2"}
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 CARD_BANDS = {"s2": S2_BANDS, "bs": ("VVb", "VHb"), "c6": ("VVc", "VHc")}
-CLOUDY_SCL = ("3", "8", "9", "10", "11")    # same classes as cbm_ops.report.CLOUDY_SCL
 STAT_COLUMNS = ("count", "mean", "std", "min", "max", "p25", "p50", "p75")
 YEAR_RANGE = (2014, 2100)                   # Sentinel-1A launch .. far future
 FOOTPRINT_MARGIN_DEG = 0.05                 # scenes whose footprint is within ~5 km of the parcel
@@ -166,7 +165,7 @@ def parcel_bbox(conn, cfg: AoiConfig, pid: int) -> Any:
 
 
 def parcel_observations(conn, cfg: AoiConfig, pid: int, cards: Sequence[str] = ("s2", "bs", "c6"),
-                        year: int | None = None, raw: bool = False) -> list[dict[str, Any]]:
+                        year: int | None = None, raw: bool = False, with_hist: bool = True) -> list[dict[str, Any]]:
     """The observations of one parcel: scenes with sigs or hists rows for it.
 
     Parameters
@@ -179,13 +178,15 @@ def parcel_observations(conn, cfg: AoiConfig, pid: int, cards: Sequence[str] = (
     raw : bool
         Every granule's observation (with ``canonical`` and ``duplicates``) instead of only
         the canonical one per datatake.
+    with_hist : bool
+        Return the SCL histograms (else ``hist`` is None; less to transfer and parse).
 
     Returns
     -------
     list of dict
         By sensing time: obsid, obstime, card, sensor, datatake, reference, tile, epsg,
         relative_orbit, orbit_direction, processing_baseline, scl_pixels (SCL pixels with
-        data), max_count (largest band count), bands, hist (SCL histogram), cloudfree,
+        data), max_count (largest band count), hist (SCL histogram), cloudfree,
         canonical, duplicates (observations of the same datatake).
 
     Raises
@@ -198,7 +199,8 @@ def parcel_observations(conn, cfg: AoiConfig, pid: int, cards: Sequence[str] = (
     start, end = _year_window(year)
     bbox = parcel_bbox(conn, cfg, pid)
     cur = conn.execute(q("api_parcel_observations", schema=cfg.schema),
-                       {"pid": pid, "cards": list(cards), "start": start, "end": end, "bbox": bbox})
+                       {"pid": pid, "cards": list(cards), "start": start, "end": end, "bbox": bbox,
+                        "with_hist": with_hist})
     names = [c.name for c in cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in cur]
     for r in rows:
@@ -282,7 +284,7 @@ def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands
     """
     codes = check_bands(tstype, bands)
     card = TSTYPES[tstype]
-    obs = parcel_observations(conn, cfg, pid, (card,), year, raw=True)
+    obs = parcel_observations(conn, cfg, pid, (card,), year, raw=True, with_hist=tstype == "scl")
     if not raw:
         obs = [o for o in obs if o["canonical"]]
     lin = stage_lineage(conn, cfg, [o["obsid"] for o in obs]) if lineage else {}
@@ -303,31 +305,41 @@ def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands
     names += (["tile", "epsg", "ndvi"] + (["cloudfree"] if scl else [])) if card == "s2" else \
         ["relative_orbit", "orbit_direction"]
     names += extra
-    want = codes or CARD_BANDS[card]
-    fetch = tuple(dict.fromkeys(want + (("B04", "B08") if card == "s2" else ())))
-    by_obs = {o["obsid"]: o for o in obs}
-    sig_rows: dict[int, list[dict[str, Any]]] = {}
-    if by_obs:
+    want = set(codes or CARD_BANDS[card])
+    fetch = tuple(dict.fromkeys((*(codes or CARD_BANDS[card]), *(("B04", "B08") if card == "s2" else ()))))
+    sig_rows: dict[int, list[tuple]] = {}
+    if obs:
         cur = conn.execute(q("api_parcel_sigs", schema=cfg.schema),
-                           {"obsids": list(by_obs), "pid": pid, "bands": list(fetch)})
-        for obsid, band, *stats in cur:
-            sig_rows.setdefault(obsid, []).append({"band": band, **dict(zip(STAT_COLUMNS, stats, strict=True))})
-    out = []
+                           {"obsids": [o["obsid"] for o in obs], "pid": pid, "bands": list(fetch)})
+        for row in cur:
+            sig_rows.setdefault(row[0], []).append(row[1:])
+    out: dict[str, list] = {n: [] for n in names}
+    per_obs = [n for n in names if n not in STAT_COLUMNS and n not in ("band", "lineage")]
+    cols = [out[n] for n in per_obs]
+    band_col, stat_cols = out["band"], [out[n] for n in STAT_COLUMNS]
+    lin_col = out.get("lineage")
     for o in obs:
         srows = sig_rows.get(o["obsid"], [])
-        means = {r["band"]: r["mean"] for r in srows}
         ndvi = None
         if card == "s2":
-            b4, b8 = _finite(means.get("B04")), _finite(means.get("B08"))
+            means = {r[0]: _finite(r[2]) for r in srows}
+            b4, b8 = means.get("B04"), means.get("B08")
             if b4 is not None and b8 is not None and b4 + b8 != 0:
                 ndvi = round((b8 - b4) / (b8 + b4), 6)
-        common = {**o, "date_part": _epoch(o["obstime"]), "obstime": o["obstime"].isoformat(), "ndvi": ndvi}
-        for r in srows:
-            if r["band"] not in want:
+        values = {**o, "date_part": _epoch(o["obstime"]), "obstime": o["obstime"].isoformat(), "ndvi": ndvi}
+        common = [values.get(n) for n in per_obs]
+        stages = lin.get(o["obsid"], {})
+        for band, *stats in srows:
+            if band not in want:
                 continue
-            stage = stage_of.get((card, r["band"]))
-            out.append({**common, **r, "lineage": lin.get(o["obsid"], {}).get(stage or "", {}).get("lineage")})
-    return _columns(names, out)
+            for col, v in zip(cols, common, strict=True):
+                col.append(v)
+            band_col.append(band)
+            for col, v in zip(stat_cols, stats, strict=True):
+                col.append(None if v != v else v)           # NaN (not JSON) as None
+            if lin_col is not None:
+                lin_col.append(stages.get(stage_of.get((card, band), ""), {}).get("lineage"))
+    return out
 
 
 # ----------------------------------------------------------------- parcels
@@ -727,8 +739,8 @@ def parcel_plot(conn, cfg: AoiConfig, pids: Sequence[int], year: int | None = No
             "label": f"parcel {pid}" + (f" ({crop})" if crop else ""),
             "s2": parcel_time_series(conn, cfg, pid, "s2", ("B04", "B08"), year=year) if "s2" in cfg.cards else {},
             "bs": parcel_time_series(conn, cfg, pid, "bs", ("VVb", "VHb"), year=year) if "bs" in cfg.cards else {}})
-    title = (f"{cfg.name}{' ' + str(year) if year else ''}: NDVI from the B04/B08 parcel means (left), "
-             "Sentinel-1 CARD-BS backscatter in dB (right); canonical observations")
+    title = (f"{cfg.name}{' ' + str(year) if year else ''}: NDVI from the B04/B08 parcel means (left axis), "
+             "Sentinel-1 CARD-BS backscatter in dB (right axis)\ncanonical observations: one per parcel and datatake")
     return plot_parcels(panels, title)
 
 

@@ -435,7 +435,7 @@ def test_time_series_is_served_by_the_primary_keys_on_partitioned_tables(db_url,
         queries = {
             "observations": render(q("api_parcel_observations", schema=s), {
                 "pid": 777, "cards": ["s2"], "start": dt.datetime(2023, 1, 1), "end": dt.datetime(2024, 1, 1),
-                "bbox": bbox}),
+                "bbox": bbox, "with_hist": False}),
             "signatures": render(q("api_parcel_sigs", schema=s), {"obsids": [5, 150, 250], "pid": 777,
                                                                   "bands": ["B04", "B08"]}),
             "view": f'SELECT * FROM "{s}".parcel_observations WHERE pid = 777 ORDER BY obstime',

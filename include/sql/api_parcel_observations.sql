@@ -5,7 +5,7 @@
 -- parcel. Served by the primary keys: one (obsid, pid) probe of sigs and hists per scene.
 SELECT r.obsid, r.obstime, r.card, r.sensor, r.datatake, r.reference, r.tile, r.epsg,
        r.relative_orbit, r.orbit_direction, r.processing_baseline, r.scl_pixels, r.max_count,
-       r.bands, r.hist, r.cloudfree,
+       CASE WHEN %(with_hist)s THEN r.hist END AS hist, r.cloudfree,
        row_number() OVER (PARTITION BY r.datatake
                           ORDER BY r.scl_pixels DESC NULLS LAST, r.max_count DESC NULLS LAST,
                                    r.processing_baseline DESC NULLS LAST, r.reference) = 1 AS canonical,
