@@ -86,7 +86,8 @@ def aoi_report(url: str, cfg: AoiConfig, *, series_bands: tuple[str, ...] = ("B0
         ``scenes_with_all_bands``, ``parcels`` (pid, name, kind, crop, S2 and S1
         observations, cloud-free S2 dates: no SCL 3, 8, 9, 10 or 11 in the parcel), all
         counted on the CANONICAL observations (one per parcel and datatake, the rule of
-        ``include/sql/schema_views.sql``); the time series themselves are served by
+        ``include/sql/schema_views.sql``); ``clear`` {pid: {obstime: bool}} the cloud flag
+        of every SCL histogram row. The time series themselves are served by
         :mod:`cbm_ops.analyst` and the parcel API.
     """
     crop = crop_column or cfg.parcels.crop_column
@@ -104,19 +105,24 @@ def aoi_report(url: str, cfg: AoiConfig, *, series_bands: tuple[str, ...] = ("B0
         parcels = conn.execute(q("report_parcels", schema=s, parcels=cfg.parcels.table)).fetchall()
         counts = {r[0]: r[1:] for r in conn.execute(q("report_parcel_observations", schema=s),
                                                      {"s2_band": s2_band, "s1_band": s1_band})}
+        hists = conn.execute(q("report_hists", schema=s)).fetchall()
+    clear: dict[int, dict] = {}
+    for pid, t, hist in hists:          # every SCL histogram row (raw, not only canonical)
+        clear.setdefault(pid, {})[t] = not (set(hist) & CLOUDY_SCL)
     per_card = {c: 0 for c in cfg.cards}
     for r in by_status:
         per_card[r["card"].strip()] = per_card.get(r["card"].strip(), 0) + r["scenes"]
     table = []
     for pid, attrs in parcels:
-        s2_obs, s1_obs, clear = counts.get(pid, (0, 0, 0))
+        s2_obs, s1_obs, n_clear = counts.get(pid, (0, 0, 0))
         table.append({"pid": pid, "name": attrs.get("name", pid), "kind": attrs.get("kind"),
                       "crop": attrs.get(crop) if crop else None,
-                      "s2_obs": s2_obs, "s1_obs": s1_obs, "s2_cloud_free": clear})
+                      "s2_obs": s2_obs, "s1_obs": s1_obs, "s2_cloud_free": n_clear})
     return {"aoi": cfg.name, "scenes_by_card_and_status": by_status, "stages": stages,
             "scenes_per_card": per_card, **_counts_by_band(scene_bands, cfg),
             "rows_per_band": rows_per_band, "sigs_rows": sigs_rows, "hists_rows": hists_rows,
-            "parcels": table, "parcels_with_data": sum(1 for r in table if r["s2_obs"] or r["s1_obs"])}
+            "parcels": table, "parcels_with_data": sum(1 for r in table if r["s2_obs"] or r["s1_obs"]),
+            "clear": clear}
 
 
 def _one(row: tuple | None) -> tuple:

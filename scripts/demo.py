@@ -169,7 +169,7 @@ def report(url: str, cfg) -> dict:
           " with every band:", rep["scenes_with_all_bands"])
     print("rows per band:", rep["rows_per_band"], " hists:", rep["hists_rows"])
     rep["api"] = api_report(url, cfg, rep["parcels"])
-    return rep
+    return {k: v for k, v in rep.items() if k != "clear"}
 
 
 def api_report(url: str, cfg, parcels: list[dict]) -> dict:
