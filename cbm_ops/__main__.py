@@ -108,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     p = cmd("order-status", "poll the open orders (with credentials) and list every order")
     p.add_argument("--no-poll", action="store_true", help="only list what is recorded")
     # ---
+    p = cmd("export", "write the canonical signatures of a year (Parquet or CSV) and the parcels (GeoParquet)")
+    p.add_argument("--year", type=int, required=True, choices=range(2014, 2101), metavar="YEAR",
+                   help="calendar year of the sensing time (UTC)")
+    p.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="signatures format")
+    p.add_argument("--out-dir", help="target directory (default: maintenance.export_dir, else export/)")
     return ap
 
 
@@ -220,6 +225,10 @@ def _run(args: argparse.Namespace, cfg, url: str):
                                backup_dir=args.backup_dir)
     if args.command in ("completeness", "harvest-log", "order", "order-status"):
         return _run_harvest_checks(args, cfg, url)
+    if args.command == "export":
+        from .export import export
+
+        return export(url, cfg, args.year, args.format, args.out_dir)
     raise AssertionError(args.command)
 
 

@@ -107,6 +107,7 @@ class MaintenanceConfig(_Strict):
     vacuum: bool = True
     cluster: bool = True
     backup_dir: str | None = None      # pg_dump target directory; None = no backup
+    export_dir: str | None = None      # canonical sigs + parcels export (cbm_ops.export); None = no export
 
 
 class QualityConfig(_Strict):

@@ -29,7 +29,7 @@ def run_summary(url: str, cfg: AoiConfig, since: dt.datetime) -> dict[str, Any]:
         stages = [dict(zip(("stage", "status", "scenes", "rows", "parcels", "seconds"), r, strict=True))
                   for r in conn.execute(q("run_stages", schema=cfg.schema), {"since": since})]
         bands = dict(conn.execute(q("run_rows_per_band", schema=cfg.schema), {"since": since}).fetchall())
-        hists = conn.execute(q("run_hists_rows", schema=cfg.schema), {"since": since}).fetchone()[0]
+        hists = _one(conn.execute(q("run_hists_rows", schema=cfg.schema), {"since": since}).fetchone())[0]
     done = [s for s in stages if s["status"] in ("extracted", "No parcels")]
     secs = sum(s["seconds"] for s in done)
     rows = sum(s["rows"] for s in done)
@@ -73,7 +73,8 @@ def aoi_report(url: str, cfg: AoiConfig, *, series_bands: tuple[str, ...] = ("B0
     Parameters
     ----------
     series_bands : tuple of str
-        Bands whose per-parcel mean time series are returned in ``series``.
+        The first Sentinel-2 band (``B..``) and the first Sentinel-1 band (``V..``) are the
+        ones whose observations are counted per parcel.
     crop_column : str, optional
         Parcel attribute shown as the crop (default ``parcels.crop_column``).
 
@@ -83,10 +84,15 @@ def aoi_report(url: str, cfg: AoiConfig, *, series_bands: tuple[str, ...] = ("B0
         ``scenes_by_card_and_status``, ``stages``, ``rows_per_band``, ``hists_rows``,
         ``scenes_per_card`` (every configured card, 0 included), ``scenes_with_parcel_data``,
         ``scenes_with_all_bands``, ``parcels`` (pid, name, kind, crop, S2 and S1
-        observations, cloud-free S2 dates: no SCL 3, 8, 9, 10 or 11 in the parcel),
-        ``series`` {pid: {band: {obstime: mean}}} and ``clear`` {pid: {obstime: bool}}.
+        observations, cloud-free S2 dates: no SCL 3, 8, 9, 10 or 11 in the parcel), all
+        counted on the CANONICAL observations (one per parcel and datatake, the rule of
+        ``include/sql/schema_views.sql``); ``clear`` {pid: {obstime: bool}} the cloud flag
+        of every SCL histogram row. The time series themselves are served by
+        :mod:`cbm_ops.analyst` and the parcel API.
     """
     crop = crop_column or cfg.parcels.crop_column
+    s2_band = next((b for b in series_bands if b.startswith("B")), "B04")
+    s1_band = next((b for b in series_bands if b.startswith("V")), "VVb")
     with transaction(url) as conn:
         s = cfg.schema
         by_status = [dict(zip(("card", "status", "scenes"), r, strict=True))
@@ -94,32 +100,32 @@ def aoi_report(url: str, cfg: AoiConfig, *, series_bands: tuple[str, ...] = ("B0
         stages = [dict(zip(("card", "stage", "status", "scenes"), r, strict=True))
                   for r in conn.execute(q("report_stages", schema=s))]
         rows_per_band = dict(conn.execute(q("report_rows_per_band", schema=s)).fetchall())
-        sigs_rows, hists_rows = conn.execute(q("report_counts", schema=s)).fetchone()
+        sigs_rows, hists_rows = _one(conn.execute(q("report_counts", schema=s)).fetchone())
         scene_bands = conn.execute(q("report_scene_bands", schema=s)).fetchall()
         parcels = conn.execute(q("report_parcels", schema=s, parcels=cfg.parcels.table)).fetchall()
-        series_rows = conn.execute(q("report_series", schema=s), {"bands": list(series_bands)}).fetchall()
+        counts = {r[0]: r[1:] for r in conn.execute(q("report_parcel_observations", schema=s),
+                                                     {"s2_band": s2_band, "s1_band": s1_band})}
         hists = conn.execute(q("report_hists", schema=s)).fetchall()
+    clear: dict[int, dict] = {}
+    for pid, t, hist in hists:          # every SCL histogram row (raw, not only canonical)
+        clear.setdefault(pid, {})[t] = not (set(hist) & CLOUDY_SCL)
     per_card = {c: 0 for c in cfg.cards}
     for r in by_status:
         per_card[r["card"].strip()] = per_card.get(r["card"].strip(), 0) + r["scenes"]
-    series: dict[int, dict[str, dict]] = {pid: {b: {} for b in series_bands} for pid, _ in parcels}
-    for pid, t, band, mean in series_rows:
-        series.setdefault(pid, {b: {} for b in series_bands})[band][t] = mean
-    clear: dict[int, dict] = {}
-    for pid, t, hist in hists:
-        clear.setdefault(pid, {})[t] = not (set(hist) & CLOUDY_SCL)
-    s2_band = next((b for b in series_bands if b.startswith("B")), None)
-    s1_band = next((b for b in series_bands if b.startswith("V")), None)
     table = []
     for pid, attrs in parcels:
-        ser = series.get(pid, {})
+        s2_obs, s1_obs, n_clear = counts.get(pid, (0, 0, 0))
         table.append({"pid": pid, "name": attrs.get("name", pid), "kind": attrs.get("kind"),
                       "crop": attrs.get(crop) if crop else None,
-                      "s2_obs": len(ser.get(s2_band, {})) if s2_band else 0,
-                      "s1_obs": len(ser.get(s1_band, {})) if s1_band else 0,
-                      "s2_cloud_free": sum(clear.get(pid, {}).values())})
+                      "s2_obs": s2_obs, "s1_obs": s1_obs, "s2_cloud_free": n_clear})
     return {"aoi": cfg.name, "scenes_by_card_and_status": by_status, "stages": stages,
             "scenes_per_card": per_card, **_counts_by_band(scene_bands, cfg),
             "rows_per_band": rows_per_band, "sigs_rows": sigs_rows, "hists_rows": hists_rows,
             "parcels": table, "parcels_with_data": sum(1 for r in table if r["s2_obs"] or r["s1_obs"]),
-            "series": series, "clear": clear}
+            "clear": clear}
+
+
+def _one(row: tuple | None) -> tuple:
+    if row is None:                      # an aggregate always returns a row
+        raise RuntimeError("aggregate query returned no row")
+    return row

@@ -2,8 +2,10 @@
 
 Opt-in deletion of sigs rows of fully cloud-covered parcel-dates (SCL 9 only), VACUUM
 ANALYZE, CLUSTER of sigs and hists on pid (autocommit; skipped while scenes are being
-extracted) and a pg_dump backup of the AOI schema (catalogue, parcels, results) to
-``maintenance.backup_dir``. Params override the AOI's ``maintenance`` settings.
+extracted), a pg_dump backup of the AOI schema (catalogue, parcels, results) to
+``maintenance.backup_dir`` and an export of the year's canonical signatures (Parquet) and
+the parcels (GeoParquet) to ``maintenance.export_dir``. Params override the AOI's
+``maintenance`` settings.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def build_maintenance_dag(cfg: AoiConfig):
             "cluster": Param(m.cluster, type="boolean", description="CLUSTER sigs and hists on pid."),
             "backup": Param(bool(m.backup_dir), type="boolean",
                             description=f"pg_dump the schema to {m.backup_dir or '(backup_dir not set)'}."),
+            # export (cbm_ops.export): on by default only where maintenance.export_dir is set
+            "export": Param(bool(m.export_dir), type="boolean",
+                            description="Write the canonical signatures (Parquet) and parcels (GeoParquet) to "
+                                        f"{m.export_dir or '(export_dir not set)'}."),
+            "export_year": Param(None, type=["null", "integer"],
+                                 description="Year to export; default the run's year, within the campaign."),
         },
         doc_md=__doc__,
     )
@@ -69,7 +77,21 @@ def build_maintenance_dag(cfg: AoiConfig):
                 raise ValueError(f"AOI {cfg.name}: maintenance.backup_dir is not set")
             return {"file": str(run(_url(cfg), cfg, cfg.resolve(m.backup_dir)))}
 
-        delete_cloudy_sigs() >> vacuum_cluster() >> backup()
+        @task
+        def export() -> dict[str, Any]:
+            from cbm_ops.export import export as run
+
+            ctx = get_current_context()
+            if not ctx["params"]["export"]:
+                return {"skipped": "export is off"}
+            if not m.export_dir:
+                raise ValueError(f"AOI {cfg.name}: maintenance.export_dir is not set")
+            year = ctx["params"]["export_year"] or ctx["dag_run"].run_after.year
+            last = cfg.end_date.year if cfg.end_date else year
+            return run(_url(cfg), cfg, max(cfg.start_date.year, min(year, last)), "parquet",
+                       cfg.resolve(m.export_dir))
+
+        delete_cloudy_sigs() >> vacuum_cluster() >> backup() >> export()
 
     return maintenance_dag()
 

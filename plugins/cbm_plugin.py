@@ -4,9 +4,11 @@
   database URL (a ``postgres`` connection, default ``cbm_db``) and S3 credentials for
   the scene store (an ``aws`` connection, default ``cbm_s3``: login = access key,
   password = secret key, extra ``{"endpoint_url": "https://eodata.cloudferro.com"}``).
-* A read-only status API in the api-server, ``/cbm/aois`` and ``/cbm/aois/{name}``:
-  scenes per card, stage and status of each configured AOI (what operators ran as
-  ``select card, status, count(*) from dias_catalogue group by 1, 2``).
+* The HTTP API of ``cbm_api.py`` in the api-server at ``/cbm``, behind Airflow's login:
+  the AOI status (``/cbm/`` page, ``/cbm/aois``, ``/cbm/aois/{name}``: scenes per card,
+  stage and status, what operators ran as ``select card, status, count(*) from
+  dias_catalogue group by 1, 2``) and the analysts' parcel API ``/cbm/query/...``
+  (docs at ``/cbm/docs``), both linked from the UI's Plugins menu.
 """
 
 from __future__ import annotations
@@ -57,61 +59,25 @@ class CbmHook(BaseHook):
         return creds, extra.get("endpoint_url") or conn.host or None
 
 
-def _db_url(conn_id: str) -> str:
-    """Database URL in the api-server (core process: secrets backends, env, metadata DB)."""
-    from cbm_ops.db import db_url_from_env
-
-    try:
-        from airflow.models.connection import Connection
-
-        return Connection.get_connection_from_secrets(conn_id).get_uri()
-    except Exception:  # noqa: BLE001 - outside Airflow (tests) fall back to the environment
-        return db_url_from_env(conn_id)
-
-
 def create_status_app(*, require_auth: bool = True):
-    """FastAPI app with the AOI status endpoints (mounted at ``/cbm``).
+    """FastAPI app mounted at ``/cbm``: AOI status and the parcel API (see ``cbm_api.py``).
 
     Requests need an Airflow login (the UI's session cookie or an API token,
     ``Authorization: Bearer <token>`` from ``POST /auth/token``); ``require_auth=False``
     is for tests only.
     """
-    from fastapi import Depends, FastAPI, HTTPException
+    from cbm_api import create_app
 
-    from cbm_ops.config import load_all
-    from cbm_ops.db import ConfigError
-    from cbm_ops.queue import status_counts
-
-    deps = []
-    if require_auth:
-        from airflow.api_fastapi.core_api.security import requires_authenticated
-
-        deps = [Depends(requires_authenticated())]
-    app = FastAPI(title="cbm-airflow status", description="Scenes per card, stage and status per AOI",
-                  dependencies=deps)
-
-    def status(cfg) -> dict[str, Any]:
-        rows = status_counts(_db_url(cfg.db_conn_id), cfg)
-        return {"aoi": cfg.name, "schema": cfg.schema,
-                "stages": [{"card": c, "stage": s, "status": st, "scenes": n} for c, s, st, n in rows]}
-
-    @app.get("/aois")
-    def aois() -> list[dict[str, Any]]:
-        try:
-            return [status(cfg) for cfg in load_all().values()]
-        except ConfigError as exc:
-            raise HTTPException(status_code=500, detail=str(exc)) from None
-
-    @app.get("/aois/{name}")
-    def aoi(name: str) -> dict[str, Any]:
-        cfgs = load_all()
-        if name not in cfgs:
-            raise HTTPException(status_code=404, detail=f"no AOI {name!r}")
-        return status(cfgs[name])
-
-    return app
+    return create_app(auth="airflow" if require_auth else "none")
 
 
 class CbmPlugin(AirflowPlugin):
     name = "cbm_airflow"
-    fastapi_apps = [{"app": create_status_app(), "url_prefix": "/cbm", "name": "CbM scene status"}]
+    fastapi_apps = [{"app": create_status_app(), "url_prefix": "/cbm", "name": "CbM status and parcel API"}]
+    # Airflow 3 UI: entries of the "Plugins" menu, shown inside the UI (iframe at /plugin/<url_route>)
+    external_views = [
+        {"name": "CbM scene status", "href": "/cbm/", "url_route": "cbm-status", "destination": "nav",
+         "category": "CbM"},
+        {"name": "CbM parcel API", "href": "/cbm/docs", "url_route": "cbm-api", "destination": "nav",
+         "category": "CbM"},
+    ]

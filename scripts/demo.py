@@ -10,7 +10,8 @@ new to do and must end with the same rows. CBM_DB_URL points the demo at another
 database instead. Airflow's own metadata is a SQLite file in demo-output/airflow-home.
 
 Outputs in demo-output/: summary.json (scenes by card and status, rows per band, parcels
-with data), <aoi>.png (per-parcel NDVI and S1 backscatter time series), dag-test.log.
+with data), <aoi>.png (per-parcel NDVI and S1 backscatter time series) and
+<aoi>_parcel_<pid>.png / _s2.json (the LPIS parcel), all through the parcel API, dag-test.log.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import subprocess
 import sys
@@ -154,7 +154,7 @@ def counts(url: str, aois) -> dict[str, list[int]]:
 
 
 def report(url: str, cfg) -> dict:
-    """Per-parcel table (printed), summary dict, and the PNG of the AOI."""
+    """Per-parcel table (printed), summary dict; one parcel's time series and the PNGs through the API."""
     from cbm_ops.report import aoi_report
 
     rep = aoi_report(url, cfg)
@@ -163,66 +163,84 @@ def report(url: str, cfg) -> dict:
     for r in rep["parcels"]:
         print(f"{r['pid']:>7} {str(r['name'])[:18]:18} {str(r['crop'] or '-')[:22]:22} {r['s2_obs']:6d} "
               f"{r['s1_obs']:6d} {r['s2_cloud_free']:8d}  {r['kind'] or ''}")
-    print("S2 clear: dates whose SCL histogram of the parcel has none of the classes 3, 8, 9, 10, 11 "
-          "(parcels smaller than one 20 m pixel have no SCL histogram)")
+    print("S2/S1 obs: canonical observations (one per parcel and datatake); S2 clear: dates whose SCL histogram "
+          "of the parcel has none of the classes 3, 8, 9, 10, 11 (parcels smaller than one 20 m pixel have none)")
     print("scenes per card:", rep["scenes_per_card"], " with parcel data:", rep["scenes_with_parcel_data"],
           " with every band:", rep["scenes_with_all_bands"])
     print("rows per band:", rep["rows_per_band"], " hists:", rep["hists_rows"])
-    plot(cfg, rep["parcels"], rep["series"], rep["clear"], OUT / f"{cfg.name}.png")
-    return {k: v for k, v in rep.items() if k not in ("series", "clear")}
+    rep["api"] = api_report(url, cfg, rep["parcels"])
+    return {k: v for k, v in rep.items() if k != "clear"}
 
 
-def plot(cfg, parcels, series, clear, path: Path) -> None:
-    """Small multiples: NDVI (cloud-free filled, cloudy hollow) and S1 VV/VH in dB."""
-    import matplotlib
+def api_report(url: str, cfg, parcels: list[dict]) -> dict:
+    """Through the parcel API (standalone uvicorn on a free port, a random bearer token):
+    print one parcel's S2 time series, write it as JSON and the plots as PNG (plot endpoint)."""
+    import secrets
+    import socket
+    import threading
+    import time
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import requests
+    import uvicorn
 
-    n = len(parcels)
-    cols = 4 if n > 4 else n
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), sharex=True, squeeze=False)
-    for ax, p in zip(axes.flat, parcels, strict=False):
-        pid, name, kind, crop = p["pid"], p["name"], p["kind"], p["crop"]
-        ser = series.get(pid, {})
-        ts = sorted(set(ser.get("B04", {})) & set(ser.get("B08", {})))
-        if ts:
-            ndvi = dict(zip(ts, ((ser["B08"][t] - ser["B04"][t]) / (ser["B08"][t] + ser["B04"][t]) for t in ts),
-                            strict=True))
-            state = {t: clear.get(pid, {}).get(t) for t in ts}     # True clear, False cloudy, None no SCL
-            for value, style, label in ((True, dict(fmt="o-", color="tab:green", ms=3, lw=0.8), "NDVI cloud-free"),
-                                        (False, dict(fmt="o", mfc="none", color="0.6", ms=3), "NDVI cloudy (SCL)"),
-                                        (None, dict(fmt="x", color="tab:orange", ms=3),
-                                         "NDVI, no SCL pixel in the parcel")):
-                sel = [t for t in ts if state[t] is value]
-                if sel:
-                    fmt = style.pop("fmt")
-                    ax.plot(sel, [ndvi[t] for t in sel], fmt, label=label, **style)
-        ax.set_ylim(-0.2, 1.0)
-        ax.set_title(f"{name} ({crop or '-'})" + (" [LPIS parcel]" if kind == "LPIS parcel" else ""), fontsize=8)
-        ax.tick_params(labelsize=6)
-        ax2 = ax.twinx()
-        for band, color in (("VVb", "tab:blue"), ("VHb", "tab:purple")):
-            pts = sorted(ser.get(band, {}).items())
-            pts = [(t, 10 * math.log10(v)) for t, v in pts if v and v > 0]
-            if pts:
-                ax2.plot(*zip(*pts, strict=True), "-", color=color, lw=0.6, alpha=0.8, label=f"S1 {band[:2]} dB")
-        ax2.set_ylim(-30, 0)
-        ax2.tick_params(labelsize=6)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    legend = {}
-    for a in fig.axes:
-        for h, lb in zip(*a.get_legend_handles_labels(), strict=True):
-            legend.setdefault(lb, h)
-    fig.suptitle(f"{cfg.name}: NDVI from B04/B08 parcel means (left axis), Sentinel-1 backscatter in dB "
-                 "(right axis); real sample, see include/sample/README.md", fontsize=10, y=0.995)
-    fig.legend(list(legend.values()), list(legend), loc="upper center", ncol=len(legend), fontsize=8,
-               bbox_to_anchor=(0.5, 0.975), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    sys.path.insert(0, str(ROOT / "plugins"))
+    from cbm_api import create_app
+
+    token = secrets.token_urlsafe(24)
+    app = create_app(auth="standalone", tokens=[token], db_url=lambda _cfg: url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    out: dict = {}
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        base, auth = f"http://127.0.0.1:{port}/query", {"Authorization": f"Bearer {token}"}
+        lpis = next((p for p in parcels if p["kind"] == "LPIS parcel"), parcels[0])
+        pid = lpis["pid"]
+        params = {"aoi": cfg.name, "pid": pid, "tstype": "s2", "year": 2018}
+        r = requests.get(f"{base}/parcelTimeSeries", params=params, headers=auth, timeout=60)
+        r.raise_for_status()
+        ts = r.json()
+        (OUT / f"{cfg.name}_parcel_{pid}_s2.json").write_text(json.dumps(ts))
+        print(f"\nparcel {pid} ({lpis['crop']}) through the API: GET /query/parcelTimeSeries?"
+              + "&".join(f"{k}={v}" for k, v in params.items())
+              + f"  (standalone uvicorn, bearer token; {len(ts['band'])} rows, columns {', '.join(ts)})")
+        print(f"{'date (UTC)':19} {'obsid':>5} {'tile':5} {'B04':>7} {'B08':>7} {'NDVI':>6}  cloud-free")
+        rows = {}
+        for i, t in enumerate(ts["obstime"]):
+            rows.setdefault((t, ts["obsid"][i]), {})[ts["band"][i]] = i
+        keys = list(rows)
+        for n, (t, obsid) in enumerate(keys):
+            if n == 8 and len(keys) > 12:
+                print(f"... {len(keys) - 12} more dates (all in the JSON file) ...")
+            if 8 <= n < len(keys) - 4:
+                continue
+            bands = rows[(t, obsid)]
+            i = next(iter(bands.values()))
+            b4 = ts["mean"][bands["B04"]] if "B04" in bands else float("nan")
+            b8 = ts["mean"][bands["B08"]] if "B08" in bands else float("nan")
+            ndvi = ts["ndvi"][i]
+            print(f"{t:19} {obsid:5d} {ts['tile'][i] or '':5} {b4:7.0f} {b8:7.0f} "
+                  f"{'' if ndvi is None else f'{ndvi:6.3f}':>6}  {ts['cloudfree'][i]}")
+        plots = {f"{cfg.name}_parcel_{pid}.png": [("pid", pid)],
+                 f"{cfg.name}.png": [("pid", p["pid"]) for p in parcels[:24]]}
+        for name, pids in plots.items():
+            r = requests.get(f"{base}/parcelPlot", params=[("aoi", cfg.name), *pids], headers=auth, timeout=300)
+            r.raise_for_status()
+            (OUT / name).write_bytes(r.content)
+        print(f"wrote {OUT.relative_to(ROOT)}/{cfg.name}_parcel_{pid}_s2.json and, through GET /query/parcelPlot, "
+              + ", ".join(f"{OUT.relative_to(ROOT)}/{n}" for n in plots))
+        out = {"parcel": pid, "time_series_rows": len(ts["band"]), "plots": list(plots)}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return out
 
 
 def ui() -> None:

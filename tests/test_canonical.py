@@ -1,0 +1,328 @@
+"""Canonical observations: one per parcel and datatake, from overlapping granules.
+
+SYNTHETIC scenes over SYNTHETIC parcels at the UTM zone 31/32 boundary (6 deg E, 50.5 deg N):
+three Sentinel-2 granules of ONE datatake (tiles 31UGR and 31UGS in EPSG:32631, 32ULA in
+EPSG:32632) and two consecutive CARD-BS slices of ONE Sentinel-1 datatake, each covering
+the parcels partly (nodata elsewhere). They go through the real pipeline (import,
+harvest, rasterize, extract); the expected canonical choice is derived independently
+from the synthetic arrays and the parcel masks (rasterio, pixel centres).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import psycopg
+import pytest
+import shapely
+from affine import Affine
+from osgeo import ogr, osr
+from pyproj import Transformer
+from rasterio.features import geometry_mask
+from synthetic import resto_feature, s1_ref, s2_name, write_card_bs, write_catalogue, write_s2_safe
+
+from cbm_ops import analyst, catalogue, rasterize
+from cbm_ops.config import AoiConfig
+from cbm_ops.db import ensure_schema, transaction
+from cbm_ops.extract import run_queue
+from cbm_ops.parcels import import_parcels
+from cbm_ops.partitions import ensure_partition
+
+T = dt.datetime(2023, 6, 1, 10, 56, 21)           # the S2 datatake
+T1 = dt.datetime(2023, 6, 2, 17, 32, 45)          # the S1 datatake: slices at T1 and T1 + 25 s
+# SYNTHETIC parcels (lon, lat centre, crop): P1 west, P2 east of 6 deg E, P3 north-east
+PARCELS = {1: (5.994, 50.500, "maize"), 2: (6.006, 50.500, "maize"), 3: (6.004, 50.5065, "wheat")}
+HALF_W, HALF_H = 0.0011, 0.00045                  # ~ 155 m x 100 m
+S2_GRANULES = {                                   # tile -> (EPSG, validity of a pixel centre (lon, lat))
+    "31UGR": (32631, lambda lon, lat: (lon < 6.006) & (lat < 50.504)),
+    "31UGS": (32631, lambda lon, lat: (lon < 6.006) & (lat < 50.504)),   # same lattice and data as 31UGR
+    "32ULA": (32632, lambda lon, lat: lon > 5.994),
+}
+S1_SLICES = {0: (32631, lambda lon, lat: lon < 6.0), 25: (32632, lambda lon, lat: lon > 5.992)}
+
+
+def parcel_boxes() -> dict[int, shapely.Polygon]:
+    return {pid: shapely.box(x - HALF_W, y - HALF_H, x + HALF_W, y + HALF_H) for pid, (x, y, _c) in PARCELS.items()}
+
+
+def write_parcels(path) -> None:
+    """SYNTHETIC parcels as a GeoPackage in EPSG:3035 (LAEA Europe, a national-style CRS)."""
+    to3035 = Transformer.from_crs(4326, 3035, always_xy=True)
+    drv = ogr.GetDriverByName("GPKG")
+    ds = drv.CreateDataSource(str(path))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(3035)
+    lyr = ds.CreateLayer("parcels", srs, ogr.wkbPolygon)
+    lyr.CreateField(ogr.FieldDefn("crop", ogr.OFTString))
+    lyr.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+    for pid, box in parcel_boxes().items():
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetFID(pid)
+        f.SetField("crop", PARCELS[pid][2])
+        f.SetField("name", f"SYNTHETIC parcel {pid} (it's a test)")
+        g = shapely.transform(shapely.segmentize(box, 0.0002), lambda xy: np.column_stack(to3035.transform(*xy.T)))
+        f.SetGeometry(ogr.CreateGeometryFromWkb(g.wkb))
+        lyr.CreateFeature(f)
+    ds = None
+
+
+def grid_over(epsg: int, res: float, margin: float = 300.0) -> tuple[float, float, int, int]:
+    """Upper-left corner on the 60 m lattice and size of a grid covering all parcels."""
+    tr = Transformer.from_crs(4326, epsg, always_xy=True)
+    xs, ys = [], []
+    for box in parcel_boxes().values():
+        x, y = tr.transform(*np.asarray(box.exterior.coords).T)
+        xs += list(x)
+        ys += list(y)
+    x0 = np.floor((min(xs) - margin) / 60) * 60
+    y0 = np.ceil((max(ys) + margin) / 60) * 60
+    return x0, y0, int(np.ceil((max(xs) + margin - x0) / res)), int(np.ceil((y0 - min(ys) + margin) / res))
+
+
+def validity(epsg: int, x0: float, y0: float, w: int, h: int, res: float, rule) -> np.ndarray:
+    tr = Transformer.from_crs(epsg, 4326, always_xy=True)
+    cx, cy = np.meshgrid(x0 + res * (np.arange(w) + 0.5), y0 - res * (np.arange(h) + 0.5))
+    lon, lat = tr.transform(cx, cy)
+    return rule(lon, lat)
+
+
+def s2_bands(epsg: int, rule, seed: int) -> tuple[float, float, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    x0, y0, w, h = grid_over(epsg, 20.0)
+    out = {}
+    for band, res in (("B02", 10), ("B03", 10), ("B04", 10), ("B08", 10), ("B05", 20), ("B11", 20), ("SCL", 20)):
+        k = 20 // res
+        ok = validity(epsg, x0, y0, w * k, h * k, res, rule)
+        if band == "SCL":
+            tr = Transformer.from_crs(epsg, 4326, always_xy=True)
+            cx, _ = np.meshgrid(x0 + res * (np.arange(w * k) + 0.5), y0 - res * (np.arange(h * k) + 0.5))
+            lon, _ = tr.transform(cx, np.full_like(cx, y0))
+            arr = np.where(lon > 6.003, 9, 4).astype(np.uint8)        # clouds over the east part
+        else:
+            arr = rng.integers(800, 6000, (h * k, w * k)).astype(np.uint16)
+        arr[~ok] = 0
+        out[band] = arr
+    return x0, y0, out
+
+
+@pytest.fixture(scope="module")
+def overlap_aoi(db_url, tmp_path_factory):
+    """The SYNTHETIC AOI extracted end to end; yields (cfg, arrays by product, obsid by reference)."""
+    import uuid
+
+    tmp = tmp_path_factory.mktemp("canon")
+    schema = "t_canon_" + uuid.uuid4().hex[:8]
+    eodata = tmp / "eodata"
+    eodata.mkdir()
+    write_parcels(tmp / "parcels.gpkg")
+    cfg = AoiConfig(name="canon", schema=schema, start_date=dt.date(2023, 1, 1), cards=("s2", "bs"),
+                    parcels={"source": str(tmp / "parcels.gpkg"), "layer": "parcels", "crop_column": "crop"},
+                    catalogue={"source": "offline", "path": str(tmp / "catalogue")}, store={"root": str(eodata)})
+    arrays: dict[str, tuple[int, Affine, dict[str, np.ndarray]]] = {}
+    s2_feats, s1_feats = [], []
+    for tile, (epsg, rule) in S2_GRANULES.items():
+        x0, y0, bands = s2_bands(epsg, rule, seed=1 if tile in ("31UGR", "31UGS") else 2)
+        name = write_s2_safe(eodata, T, x0, y0, bands, tile=tile, epsg=epsg)
+        arrays[name] = (epsg, Affine(10, 0, x0, 0, -10, y0), bands)
+        s2_feats.append(resto_feature(name + ".SAFE", T, "L2A", f"/eodata/Sentinel-2/MSI/L2A/2023/06/01/{name}.SAFE",
+                                      (5.9, 50.45, 6.1, 50.55)))
+    rng = np.random.default_rng(5)
+    for dts, (epsg, rule) in S1_SLICES.items():
+        t = T1 + dt.timedelta(seconds=dts)
+        x0, y0, w, h = grid_over(epsg, 10.0)
+        ok = validity(epsg, x0, y0, w, h, 10.0, rule)
+        vv = np.where(ok, rng.gamma(2.0, 0.04, (h, w)), 0).astype(np.float32)
+        vh = np.where(ok, rng.gamma(2.0, 0.01, (h, w)), 0).astype(np.float32)
+        ref = write_card_bs(eodata, t, x0, y0, 10.0, {"VV": vv, "VH": vh}, epsg=epsg)
+        arrays[ref] = (epsg, Affine(10, 0, x0, 0, -10, y0), {"VVb": vv, "VHb": vh})
+        box = (5.9, 50.45, 6.005, 50.55) if epsg == 32631 else (5.99, 50.45, 6.1, 50.55)
+        s1_feats.append(resto_feature(ref, t, "CARD-BS", f"/eodata/Sentinel-1/SAR/CARD-BS/2023/06/02/{ref}", box))
+    write_catalogue(tmp / "catalogue" / "s2.json", s2_feats)
+    write_catalogue(tmp / "catalogue" / "s1.json", s1_feats)
+    import_parcels(db_url, cfg)
+    assert catalogue.harvest(db_url, cfg, dt.datetime(2023, 1, 1), dt.datetime(2024, 1, 1)).inserted == 5
+    rasterize.rasterize_aoi(db_url, cfg)
+    for stage in cfg.stages:
+        out = run_queue(db_url, cfg, stage)
+        assert set(out["by_status"]) == {"extracted"}, (stage, out["by_status"])
+    with psycopg.connect(db_url) as c:
+        obsids = dict(c.execute(f'SELECT reference, id FROM "{schema}".dias_catalogue'))
+    yield cfg, arrays, obsids
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def expected_counts(db_url, cfg, arrays) -> dict[int, dict[str, dict[str, int]]]:
+    """{pid: {reference: {"scl": n, "max": n}}}: valid pixels under each parcel, per product,
+    from the synthetic arrays and pixel-centre masks of the stored parcel geometries."""
+    out: dict[int, dict[str, dict[str, int]]] = {}
+    with psycopg.connect(db_url) as c:
+        for ref, (epsg, t10, bands) in arrays.items():
+            geoms = dict(c.execute(f'SELECT ogc_fid, ST_AsBinary(ST_Transform(wkb_geometry, {epsg})) '
+                                   f'FROM "{cfg.schema}".parcels'))
+            for pid, wkb in geoms.items():
+                g = shapely.from_wkb(bytes(wkb))
+                counts = {}
+                for band, arr in bands.items():
+                    res = 20 if band in ("SCL", "B05", "B11") else 10
+                    t = Affine(res, 0, t10.c, 0, -res, t10.f)
+                    inside = ~geometry_mask([g], out_shape=arr.shape, transform=t)
+                    counts[band] = int((inside & (arr != 0)).sum())
+                if any(counts.values()):
+                    out.setdefault(pid, {})[ref] = {"scl": counts.get("SCL", 0),
+                                                    "max": max(v for k, v in counts.items() if k != "SCL")}
+    return out
+
+
+def expected_canonical(cands: dict[str, dict[str, int]]) -> str:
+    """The documented rule in Python: most SCL pixels, most band pixels, (same baseline), smallest name."""
+    return sorted(cands, key=lambda ref: (-cands[ref]["scl"], -cands[ref]["max"], ref))[0]
+
+
+def test_overlapping_granules_of_one_datatake_give_one_canonical_observation(db_url, overlap_aoi):
+    cfg, arrays, obsids = overlap_aoi
+    by_id = {v: k for k, v in obsids.items()}
+    exp = expected_counts(db_url, cfg, arrays)
+    s2 = {pid: {r: v for r, v in c.items() if r.startswith("S2")} for pid, c in exp.items()}
+    s1 = {pid: {r: v for r, v in c.items() if r.startswith("S1")} for pid, c in exp.items()}
+    # the design: P1 in all three granules (tie 31UGR/31UGS), P2 fully only in 32ULA, P3 only in 32ULA
+    names = {tile: s2_name(T, tile=tile) for tile in S2_GRANULES}
+    assert set(s2[1]) == set(names.values()) and s2[1][names["31UGR"]] == s2[1][names["31UGS"]]
+    assert expected_canonical(s2[1]) == names["31UGR"]
+    assert expected_canonical(s2[2]) == names["32ULA"] and len(s2[2]) == 3
+    assert set(s2[3]) == {names["32ULA"]}
+    slices = [s1_ref(T1), s1_ref(T1 + dt.timedelta(seconds=25))]
+    assert set(s1[1]) == set(slices) and expected_canonical(s1[1]) == slices[0]
+    assert set(s1[2]) == {slices[1]}
+
+    with psycopg.connect(db_url) as c:
+        view = c.execute(f'SELECT pid, obsid, card, datatake, duplicates, cloudfree, scl_pixels '
+                         f'FROM "{cfg.schema}".parcel_observations ORDER BY pid, card').fetchall()
+        raw = c.execute(f'SELECT pid, obsid FROM "{cfg.schema}".parcel_observations_raw').fetchall()
+    # raw: every product that covers a parcel is an observation, none lost
+    assert sorted((p, by_id[o]) for p, o in raw) == sorted((p, r) for p, c in exp.items() for r in c)
+    # canonical: one per parcel and datatake, the expected product
+    got = {(pid, card.strip()): (by_id[obsid], dtk, dup, clear, scl)
+           for pid, obsid, card, dtk, dup, clear, scl in view}
+    assert len(got) == len(view)
+    for pid in PARCELS:
+        ref, dtk, dup, clear, scl = got[(pid, "s2")]
+        assert ref == expected_canonical(s2[pid]) and dup == len(s2[pid])
+        assert dtk == f"s2:2B:{T:%Y%m%dT%H%M%S}" and scl == s2[pid][ref]["scl"]
+        epsg, t10, bands = arrays[ref]
+        # cloud flag from the SCL array under the parcel (independent of the stored histogram)
+        with psycopg.connect(db_url) as c:
+            g = shapely.from_wkb(bytes(c.execute(f'SELECT ST_AsBinary(ST_Transform(wkb_geometry, {epsg})) '
+                                                 f'FROM "{cfg.schema}".parcels WHERE ogc_fid = %s',
+                                                 (pid,)).fetchone()[0]))
+        scl = bands["SCL"]
+        inside = ~geometry_mask([g], out_shape=scl.shape, transform=Affine(20, 0, t10.c, 0, -20, t10.f))
+        classes = set(np.unique(scl[inside & (scl != 0)]).tolist())
+        assert clear == (not classes & {3, 8, 9, 10, 11})
+    assert got[(2, "s2")][3] is False and got[(1, "s2")][3] is True      # the design: clouds over P2's east
+    assert set(s1[3]) == {slices[1]}
+    for pid in PARCELS:
+        ref, dtk, dup, clear, _ = got[(pid, "bs")]
+        assert ref == expected_canonical(s1[pid]) and dup == len(s1[pid]) and clear is None
+        assert dtk == "bs:1A:021474_024F9D"                               # both slices: one datatake
+
+
+def test_time_series_has_one_row_per_band_and_datatake(db_url, overlap_aoi):
+    cfg, arrays, obsids = overlap_aoi
+    by_id = {v: k for k, v in obsids.items()}
+    exp = expected_counts(db_url, cfg, arrays)
+    with transaction(db_url) as conn:
+        for pid in PARCELS:
+            ts = analyst.parcel_time_series(conn, cfg, pid, "s2")
+            assert sorted(ts["band"]) == ["B02", "B03", "B04", "B05", "B08", "B11"]   # no duplicate date
+            assert len(set(ts["obsid"])) == 1 and len(set(ts["date_part"])) == 1
+            cands = {r: v for r, v in exp[pid].items() if r.startswith("S2")}
+            assert by_id[ts["obsid"][0]] == expected_canonical(cands)
+            # the values are those of the canonical granule's pixels
+            ref = by_id[ts["obsid"][0]]
+            epsg, t10, bands = arrays[ref]
+            g = shapely.from_wkb(bytes(conn.execute(
+                f'SELECT ST_AsBinary(ST_Transform(wkb_geometry, {epsg})) FROM "{cfg.schema}".parcels '
+                'WHERE ogc_fid = %s', (pid,)).fetchone()[0]))
+            for band in ("B04", "B08"):
+                arr = bands[band]
+                inside = ~geometry_mask([g], out_shape=arr.shape, transform=t10)
+                v = arr[inside & (arr != 0)].astype(float) - 1000          # BOA_ADD_OFFSET of baseline 05.10
+                i = ts["band"].index(band)
+                assert ts["count"][i] == v.size and ts["mean"][i] == pytest.approx(v.mean(), rel=1e-6)
+            i4, i8 = ts["band"].index("B04"), ts["band"].index("B08")
+            b4, b8 = ts["mean"][i4], ts["mean"][i8]
+            assert ts["ndvi"][0] == pytest.approx((b8 - b4) / (b8 + b4), abs=1e-6)
+            raw = analyst.parcel_time_series(conn, cfg, pid, "s2", raw=True)
+            assert len(raw["band"]) == 6 * len(cands)
+            assert {by_id[o] for o, c in zip(raw["obsid"], raw["canonical"], strict=True) if c} == {ref}
+            assert set(raw["duplicates"]) == {len(cands)}
+        bs = analyst.parcel_time_series(conn, cfg, 1, "bs")
+        assert sorted(bs["band"]) == ["VHb", "VVb"] and by_id[bs["obsid"][0]] == s1_ref(T1)
+        assert len(analyst.parcel_time_series(conn, cfg, 1, "bs", raw=True)["band"]) == 4
+        scl = analyst.parcel_time_series(conn, cfg, 2, "scl", raw=True)
+        assert len(scl["obsid"]) == 3 and sum(scl["canonical"]) == 1
+
+
+def test_library_and_view_choose_the_same_observations(db_url, overlap_aoi):
+    cfg, _arrays, _obsids = overlap_aoi
+    with transaction(db_url) as conn:
+        view = {(p, o) for p, o in conn.execute(f'SELECT pid, obsid FROM "{cfg.schema}".parcel_observations')}
+        lib = {(pid, o["obsid"]) for pid in PARCELS for o in analyst.parcel_observations(conn, cfg, pid)}
+        raw = {(pid, o["obsid"]) for pid in PARCELS for o in analyst.parcel_observations(conn, cfg, pid, raw=True)}
+    assert lib == view and len(view) == 2 * len(PARCELS)      # one S2 and one S1 datatake per parcel
+    assert view < raw and len(raw) == 3 + 3 + 1 + 2 + 1 + 1   # P1: 3 + 2, P2: 3 + 1, P3: 1 + 1
+
+
+# ----------------------------------------------------------------- the rule, step by step
+def test_rule_order_scl_pixels_band_count_baseline_reference(db_url, db_schema):
+    """SYNTHETIC catalogue and result rows: each case isolates one step of the rule."""
+    ensure_schema(db_url, db_schema)
+    s = db_schema
+    cases = {   # pid: [(reference, baseline, scl histogram or None, band counts)], expected winner first
+        1: [("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGR_20230601T120000", "05.10", {"4": 10}, [40]),
+            ("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGS_20230601T120000", "05.10", {"4": 9}, [90])],  # 1: SCL
+        2: [("S2A_MSIL2A_20230601T105621_N0510_R051_T32ULA_20230601T120000", "05.10", {"4": 5, "9": 5}, [41]),
+            ("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGR_20230601T120000", "05.10", {"4": 10}, [40])],  # 2: count
+        3: [("S2A_MSIL2A_20230601T105621_N0511_R051_T31UGS_20230601T120000", "05.11", {"4": 10}, [40]),
+            ("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGR_20230601T120000", "05.10", {"4": 10}, [40])],  # 3: base
+        4: [("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGR_20230601T120000", "05.10", {"4": 10}, [40]),
+            ("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGS_20230601T120000", "05.10", {"4": 10}, [40])],  # 4: name
+        5: [("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGS_20230601T120000", "05.10", None, [30]),       # no SCL:
+            ("S2A_MSIL2A_20230601T105621_N0510_R051_T31UGR_20230601T120000", "05.10", None, [20])],      # counts
+    }
+    ids = {}
+    with psycopg.connect(db_url) as c:
+        for rows in cases.values():
+            for ref, base, _h, _n in rows:
+                if ref not in ids:
+                    ids[ref] = c.execute(
+                        f'INSERT INTO "{s}".dias_catalogue (obstime, reference, sensor, card, tile, epsg, '
+                        "processing_baseline) VALUES (%s, %s, '2A', 's2', %s, 32631, %s) RETURNING id",
+                        (T, ref, ref.split("_")[5][1:], base)).fetchone()[0]
+    cfg = AoiConfig(name="r", schema=s, start_date=dt.date(2023, 1, 1))
+    for obsid in ids.values():                 # result partitions, as extraction creates them
+        ensure_partition(db_url, cfg, obsid)
+    with psycopg.connect(db_url) as c:
+        for pid, rows in cases.items():
+            for ref, _b, hist, counts in rows:
+                if hist is not None:
+                    c.execute(f'INSERT INTO "{s}".hists VALUES (%s, %s, %s)', (pid, ids[ref], json.dumps(hist)))
+                for band, n in zip(("B04",), counts, strict=False):
+                    c.execute(f'INSERT INTO "{s}".sigs (pid, obsid, band, count, mean) VALUES (%s, %s, %s, %s, 1)',
+                              (pid, ids[ref], band, n))
+        view = dict(c.execute(f'SELECT pid, obsid FROM "{s}".parcel_observations'))
+    cfg = AoiConfig(name="rule", schema=s, start_date=dt.date(2023, 1, 1))
+    assert view == {pid: ids[rows[0][0]] for pid, rows in cases.items()}
+    # the library needs parcels for the footprint box: a SYNTHETIC parcel table
+    with psycopg.connect(db_url) as c:
+        c.execute(f'CREATE TABLE "{s}".parcels (ogc_fid integer PRIMARY KEY, wkb_geometry geometry(Polygon, 4326))')
+        for pid in cases:
+            c.execute(f'INSERT INTO "{s}".parcels VALUES (%s, ST_MakeEnvelope(6, 50.5, 6.001, 50.501, 4326))', (pid,))
+    with transaction(db_url) as conn:
+        for pid, rows in cases.items():
+            obs = analyst.parcel_observations(conn, cfg, pid, raw=True)
+            assert [o["obsid"] for o in obs if o["canonical"]] == [ids[rows[0][0]]]
+            assert {o["duplicates"] for o in obs} == {2}
