@@ -273,6 +273,33 @@ class Stack:
                 pass
         psutil.wait_procs(left, timeout=5)
 
+    def terminate_all(self, timeout: float = 20) -> None:
+        """Stop every component at once (SIGTERM to all, SIGKILL to what is left), Redis last."""
+        import psutil
+
+        procs: list[psutil.Process] = []
+        for name in self.pids:
+            if name == "redis":
+                continue
+            try:
+                root = psutil.Process(self.pids[name])
+                procs += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, left = psutil.wait_procs(procs, timeout=timeout)
+        for p in left:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(left, timeout=5)
+        self.terminate("redis")
+
     def save(self) -> None:
         (self.dir / "stack.json").write_text(json.dumps(asdict(self), indent=2))
 
@@ -515,8 +542,7 @@ def stop(state_dir: Path = DEFAULT_STATE, *, quiet: bool = False) -> None:
         if not quiet:
             print(f"no stack recorded in {state_dir}")
         return
-    for name in reversed(list(stack.pids)):
-        stack.terminate(name)
+    stack.terminate_all()
     for db in (stack.results_db, stack.metadata_db):
         if db:
             TempPostgis(**db).stop()
