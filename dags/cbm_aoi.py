@@ -262,7 +262,8 @@ def build_dag(cfg: AoiConfig):
 
             # The label is rendered from the task's arguments before it starts (Airflow renders
             # map_index_template early), so it shows while the task runs and if its worker dies.
-            @task(map_index_template="EPSG:{{ task.op_kwargs['epsg'] }} {{ task.op_kwargs['resolution'] }} m",
+            @task(map_index_template="EPSG:{{ task.op_kwargs['epsg'] }} {{ '%g' | format(task.op_kwargs['resolution'])"
+                                     " }} m",
                   pool=cfg.pool, retry_delay=extract_retry)
             def rasterize_grid(epsg: int, resolution: float) -> dict[str, Any]:
                 from cbm_ops.rasterize import rasterize_aoi

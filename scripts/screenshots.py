@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -75,7 +76,8 @@ class Browser:
                 self.close()
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.2)
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self._conn = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self.ws = self._conn.__enter__()
         self._id = 0
         self.call("Page.enable")
         self.call("Network.enable")
@@ -118,11 +120,17 @@ class Browser:
     def dom(self) -> str:
         return self.eval("document.documentElement.outerHTML") or ""
 
-    def click_text(self, text: str, selector: str = "button") -> bool:
-        return bool(self.eval(
-            f"(() => {{ const b = [...document.querySelectorAll({json.dumps(selector)})]"
-            f".find(e => e.innerText.trim() === {json.dumps(text)}); if (b) {{ b.click(); return true }}"
-            " return false })()"))
+    def click_text(self, text: str, selector: str = "button", timeout: float = 30) -> bool:
+        """Click the first ``selector`` element whose text is ``text`` once it is there."""
+        expr = (f"(() => {{ const b = [...document.querySelectorAll({json.dumps(selector)})]"
+                f".find(e => e.innerText.trim() === {json.dumps(text)}); if (b) {{ b.click(); return true }}"
+                " return false })()")
+        deadline = time.monotonic() + timeout
+        while not self.eval(expr):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.3)
+        return True
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]
@@ -132,7 +140,7 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._conn.__exit__(None, None, None)
         except Exception:  # noqa: BLE001 - closing anyway
             pass
         self.proc.kill()
@@ -153,16 +161,27 @@ def pages(stack: stack_mod.Stack, dag_id: str, run_id: str, task_id: str, map_in
 
 
 def finished_run(stack: stack_mod.Stack, dag_id: str) -> dict:
-    """The latest successful run of the DAG with extract tasks; triggers one if there is none."""
+    """The successful run of the DAG with the most extract batches; triggers one if there is none.
+
+    The run triggered is the demo's (the AOI's whole campaign, as `make demo`).
+    """
+    from cbm_ops.config import load_all
+
     api = stack.api
+    best, most = None, 0
     for r in api.get(f"/dags/{dag_id}/dagRuns", params={"order_by": "-start_date", "limit": 50})["dag_runs"]:
-        if r["state"] == "success" and any(t["task_id"].endswith(".extract") and t["map_index"] >= 0
-                                           for t in api.task_instances(dag_id, r["dag_run_id"])):
-            return r
-    print(f"no finished run of {dag_id} with extract tasks: triggering one (May 2018) ...")
+        n = sum(t["task_id"].endswith(".extract") and t["map_index"] >= 0
+                for t in api.task_instances(dag_id, r["dag_run_id"]))
+        if r["state"] == "success" and n > most:
+            best, most = r, n
+    if best is not None:
+        return best
+    cfg = next(c for c in load_all(stack.aoi_dir).values() if f"cbm_{c.name}" == dag_id)
+    conf = {"start": str(cfg.start_date), "end": str(cfg.end_date or dt.date.today())}
+    print(f"no finished run of {dag_id} with extract tasks: triggering one with {conf} ...")
     api.patch(f"/dags/{dag_id}", {"is_paused": False})
-    run = api.trigger(dag_id, {"start": "2018-05-01", "end": "2018-06-01"})
-    return api.wait_run(dag_id, run["dag_run_id"], timeout=600)
+    run = api.trigger(dag_id, conf)
+    return api.wait_run(dag_id, run["dag_run_id"], timeout=1800)
 
 
 def take(stack: stack_mod.Stack, dag_id: str, out: Path) -> list[Path]:
@@ -186,8 +205,8 @@ def take(stack: stack_mod.Stack, dag_id: str, out: Path) -> list[Path]:
             elif name == "ui-extract-log":
                 b.wait_text("batch ", timeout=90)
             elif name == "ui-trigger-form":
-                b.wait_for("[...document.querySelectorAll('button')].some(e => e.innerText.trim() === 'Trigger')")
-                b.click_text("Trigger")
+                if not b.click_text("Trigger"):
+                    raise TimeoutError("no Trigger button on the DAG page")
                 b.wait_text("Window start", timeout=30)
             time.sleep(1.5)                       # let charts and fonts settle
             saved.append(b.screenshot(out / f"{name}.png"))

@@ -180,7 +180,7 @@ def test_2_unpause_runs_the_scheduled_interval_with_lookback(api, db, record):
 def test_3_backfill_two_intervals(stack, api, db, record):
     d = "cbm_stack_test"
     t0 = time.monotonic()
-    stack.airflow("backfill", "create", "--dag-id", d, "--from-date", "2018-06-02", "--to-date", "2018-06-03",
+    stack.airflow("backfill", "create", "--dag-id", d, "--from-date", "2018-06-02", "--to-date", "2018-06-04",
                   "--max-active-runs", "2")
     deadline = time.monotonic() + 120
     while len(runs := [r for r in api.get(f"/dags/{d}/dagRuns")["dag_runs"] if r["run_type"] == "backfill"]) < 2:
