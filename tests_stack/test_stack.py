@@ -250,10 +250,13 @@ def test_4_killed_worker_host_the_run_still_succeeds_with_the_same_rows(stack, a
     assert done["state"] == "success", done
     tis = extract_tis(api, d, rid)
     retried = [t for t in tis if t["try_number"] > 1]
-    task = owner.rsplit("@", 1)[0].split("/")[-2]
+    task, index = owner.rsplit("@", 1)[0].split("/")[-2:]
     assert [t["task_id"] for t in retried if t["task_id"] == task], tis
     survivor = {"worker1": "worker2", "worker2": "worker1"}[victim]
     assert all(t["hostname"] == survivor for t in retried)
+    tries = api.get(f"/dags/{d}/dagRuns/{rid}/taskInstances/{task}/{index}/tries")["task_instances"]
+    by_try = {t["try_number"]: (t["hostname"], t["state"]) for t in tries}
+    assert by_try[1] == (victim, "failed") and by_try[max(by_try)] == (survivor, "success"), by_try
     # nothing left in progress, and the rows equal those of the clean run of the same window
     stages = dict(db.execute("SELECT status, count(*) FROM stack_kill.scene_stages GROUP BY 1"))
     assert "inprogress" not in stages and set(stages) <= {"extracted", "No parcels"}, stages
@@ -270,6 +273,7 @@ def test_4_killed_worker_host_the_run_still_succeeds_with_the_same_rows(stack, a
         "killed_while": {"stage": stage, "lease_owner": owner, "stage_status_before_kill": before},
         "retried": {f"{t['task_id']}[{t['map_index']}]": {"try": t["try_number"], "host": t["hostname"]}
                     for t in retried},
+        "killed_batch_tries": {n: {"host": h, "state": st} for n, (h, st) in sorted(by_try.items())},
         "extract_hosts": {f"{t['task_id']}[{t['map_index']}]": t["hostname"] for t in tis},
         "sigs_rows": {"killed_run": len(sigs_k), "clean_run": len(sigs_c), "only_killed": len(sigs_k - sigs_c),
                       "only_clean": len(sigs_c - sigs_k)},
