@@ -28,7 +28,11 @@ RUN pip install --no-cache-dir -r /requirements.txt
 RUN pip install --no-cache-dir --no-build-isolation "gdal==$(gdal-config --version)" \
  && python -c "from osgeo import gdal_array; import rasterio, numba"
 
-ENV PYTHONPATH=/opt/airflow/project \
-    NUMBA_CACHE_DIR=/opt/airflow/numba-cache
+ENV NUMBA_CACHE_DIR=/opt/airflow/numba-cache
 
+# The project is installed as a package (the `cbm` command, cbm_ops with its SQL files),
+# editable at /opt/airflow/project: docker-compose.yaml mounts the checkout at the same
+# path, so the mounted code is what runs.
 COPY --chown=airflow:0 . /opt/airflow/project
+RUN pip install --no-cache-dir --no-deps -e /opt/airflow/project \
+ && python -c "import cbm_ops.db, cbm_ops.config" && cbm --help >/dev/null

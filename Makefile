@@ -48,11 +48,14 @@ stack: venv
 stack-stop: venv
 	$(PY) scripts/stack.py stop
 
+# The stack tests include a page test with headless chromium (Debian package, installed here).
 test-stack: venv
+	@bash scripts/install-system-deps.sh --chromium
 	$(PY) -m pytest tests_stack $(PYTEST_ARGS)
 
 screenshots: venv
-	$(PY) scripts/screenshots.py
+	@bash scripts/install-system-deps.sh --chromium
+	$(PY) scripts/screenshots.py $(SCREENSHOTS_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -168,6 +168,10 @@ class AoiConfig(_Strict):
     max_active_runs: int = 1
     retries: int = Field(default=2, ge=0)            # Airflow task retries
     retry_delay_minutes: float = Field(default=2, ge=0)
+    # Retry delay of the rasterize/extract tasks: after a dead worker (noticed after the
+    # scheduler-wide [scheduler] task_instance_heartbeat_timeout) the retry takes over the
+    # scenes at once, so it need not wait as long as a harvest retry (network outages).
+    extract_retry_delay_minutes: float = Field(default=0.5, ge=0)
     max_attempts: int = Field(default=3, ge=1)
     lease_minutes: float = Field(default=60, gt=0)
     all_touched: bool = False

@@ -4,18 +4,24 @@
 (mapped over EPSG x resolution) -> S2 SCL -> S2 10 m -> S2 20 m, and S1 bs / c6 in
 parallel -> faulty-scene cleanup -> run summary -> verdict. A failed harvest or batch does
 not stop the other cards and stages (their planners run when upstream is done); the
-verdict task fails the run if any task failed. Each extraction stage is a mapped task
-over batches of scenes, capped at ``max_batches`` map indexes and throttled by the AOI's
-pool; each map index is labelled with the scenes it covers.
+verdict task, after everything else, reads the states of the run's task instances and
+fails the run if any task failed (one edge instead of one from every task). Each
+extraction stage is a mapped task over batches of scenes, capped at ``max_batches`` map
+indexes and throttled by the AOI's pool; each map index is labelled with the scenes it
+covers from the moment it starts, and its log opens with the batch.
 
 Runs:
 * scheduled (continuous mode): harvests ``[interval start - lookback_days, interval end]``
-  and extracts every pending scene of the AOI, so earlier failures are retried;
+  and extracts every pending scene of the AOI, so earlier failures are retried; once the
+  interval starts after the AOI's ``end_date`` (campaign over) a scheduled run does
+  nothing, so the run that unpausing creates is harmless;
 * backfill (``airflow backfill create``): harvests and extracts the run's interval only,
   so parallel backfill runs share the work;
-* manual (UI/CLI): Params ``start``/``end`` restrict harvest and extraction; without them
-  the lookback window before the trigger time is harvested and every pending scene
-  extracted. ``cards`` and ``stages`` select parts of the pipeline.
+* manual (UI/CLI): Params ``start``/``end`` (dates, ``end`` exclusive) restrict harvest and
+  extraction; without them the lookback window before the trigger time is harvested and
+  every pending scene extracted. ``cards`` and ``stages`` select parts of the pipeline.
+  A stage that finds nothing to extract says why in its plan log and in the run summary
+  (scenes already extracted, or held by another run).
 
 This file only reads YAML at parse time: no database, network or heavy imports.
 """
@@ -28,6 +34,7 @@ import math
 from typing import Any
 
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cbm_ops.config import CARD_STAGES, AoiConfig, load_all
@@ -69,10 +76,26 @@ def run_windows(cfg: AoiConfig, context: dict[str, Any]) -> dict[str, Any]:
     lo = dt.datetime.combine(cfg.start_date, dt.time())
     hi = dt.datetime.combine(cfg.end_date, dt.time()) if cfg.end_date else None
     start, end = w["harvest"]
+    if w["mode"] == "continuous" and hi is not None and w["interval"][0] >= hi:
+        # The campaign is over: a scheduled run (e.g. the one unpausing creates) must not
+        # take the scenes that manual runs were started for.
+        w.update(harvest=(None, None), extract=None, mode="continuous, campaign over")
+        return w
     start = max(start, lo)
     end = min(end, hi) if hi else end
     w["harvest"] = (start, end) if start < end else (None, None)
     return w
+
+
+def _date(params: dict[str, Any], key: str) -> dt.datetime | None:
+    """A date Param as a naive UTC datetime (the form and the API validate the format)."""
+    v = params.get(key)
+    if not v:
+        return None
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(str(v)[:10]), dt.time())
+    except ValueError:
+        raise AirflowFailException(f"Param {key}={v!r} is not a date YYYY-MM-DD") from None
 
 
 def _windows(cfg: AoiConfig, context: dict[str, Any]) -> dict[str, Any]:
@@ -80,16 +103,21 @@ def _windows(cfg: AoiConfig, context: dict[str, Any]) -> dict[str, Any]:
     run = context["dag_run"]
     run_type = str(getattr(run, "run_type", "manual")).lower()
     lookback = dt.timedelta(days=cfg.lookback_days)
-    if params.get("start"):
-        start = dt.datetime.fromisoformat(params["start"])
-        end = dt.datetime.fromisoformat(params["end"]) if params.get("end") else \
-            _naive(run.run_after) or dt.datetime.now(UTC).replace(tzinfo=None)
+    start, end = _date(params, "start"), _date(params, "end")
+    if end and not start:
+        raise AirflowFailException(f"Param end={params['end']!r} needs a start")
+    if start:
+        end = end or _naive(run.run_after) or dt.datetime.now(UTC).replace(tzinfo=None)
+        if end <= start:
+            raise AirflowFailException(f"Param end {end:%Y-%m-%d} is not after start {start:%Y-%m-%d} "
+                                       "(end is exclusive: the window is [start, end))")
         return {"harvest": (start, end), "extract": (start, end), "mode": "manual window"}
     di_start, di_end = _naive(run.data_interval_start), _naive(run.data_interval_end)
     if "backfill" in run_type and di_start and di_end:
         return {"harvest": (di_start, di_end), "extract": (di_start, di_end), "mode": "backfill"}
     if di_start and di_end and "manual" not in run_type:
-        return {"harvest": (di_start - lookback, di_end), "extract": (None, None), "mode": "continuous"}
+        return {"harvest": (di_start - lookback, di_end), "extract": (None, None), "mode": "continuous",
+                "interval": (di_start, di_end)}
     anchor = _naive(run.run_after) or dt.datetime.now(UTC).replace(tzinfo=None)
     return {"harvest": (anchor - lookback, anchor), "extract": (None, None), "mode": "manual"}
 
@@ -108,10 +136,51 @@ def make_batches(pending: list[tuple[int, str]], batch_size: int, max_batches: i
     return out
 
 
+CARD_TITLES = {"s2": "s2: Sentinel-2 L2A", "bs": "bs: Sentinel-1 CARD-BS backscatter",
+               "c6": "c6: Sentinel-1 CARD-COH6 coherence"}
+STAGE_TITLES = {"scl": "scl: S2 SCL histograms (20 m)", "s2_10m": "s2_10m: S2 10 m bands",
+                "s2_20m": "s2_20m: S2 20 m bands", "bs": "bs: S1 backscatter VV/VH",
+                "c6": "c6: S1 coherence VV/VH"}
+
+
+def dag_params(cfg: AoiConfig) -> dict[str, Param]:
+    """The Params of the Trigger form: dates validated as dates, choices as multi-selects.
+
+    ``format: date`` makes the form show a date picker and makes Airflow refuse a run
+    whose ``start``/``end`` is not ``YYYY-MM-DD`` when it is triggered (UI, REST API,
+    CLI), instead of failing its tasks after their retries. ``examples`` with the allowed
+    values makes the form show a multi-select for ``cards`` and ``stages``.
+    """
+    cards, stages = list(cfg.cards), list(cfg.stages)
+    return {
+        "start": Param(None, type=["null", "string"], format="date", title="Window start (UTC date)",
+                       description="Harvest and extract the scenes sensed from 00:00 UTC of this day on "
+                                   "(manual runs). Empty: harvest the look-back window before now and extract "
+                                   "every pending scene."),
+        "end": Param(None, type=["null", "string"], format="date", title="Window end (UTC date, exclusive)",
+                     description="The window ends at 00:00 UTC of this day, which is not included: "
+                                 "start 2018-05-01, end 2018-06-01 is the whole of May. Empty: now."),
+        "cards": Param(cards, type="array", items={"type": "string", "enum": cards}, examples=cards,
+                       values_display={c: CARD_TITLES[c] for c in cards}, title="CARD types",
+                       description="CARD types to harvest and extract: " + ", ".join(CARD_TITLES[c] for c in cards)
+                                   + "."),
+        "stages": Param(stages, type="array", items={"type": "string", "enum": stages}, examples=stages,
+                        values_display={s: STAGE_TITLES[s] for s in stages}, title="Extraction stages",
+                        description="Stages to run: " + ", ".join(STAGE_TITLES[s] for s in stages)
+                                    + ". S2 band stages need the scene's SCL stage done."),
+        "harvest": Param(True, type="boolean", title="Harvest the catalogue first",
+                         description="Off: extract only scenes already in the catalogue."),
+        "reimport_parcels": Param(False, type="boolean", title="Re-import the parcels",
+                                  description="Re-import parcels.source of the AOI file (refused if results "
+                                              "exist)."),
+    }
+
+
 def build_dag(cfg: AoiConfig):
     """The extraction DAG of one AOI."""
     schedule = CronDataIntervalTimetable(cfg.schedule, timezone="UTC") if cfg.schedule else None
     stages = cfg.stages
+    extract_retry = dt.timedelta(minutes=cfg.extract_retry_delay_minutes)
 
     @dag(
         dag_id=f"cbm_{cfg.name}",
@@ -124,19 +193,7 @@ def build_dag(cfg: AoiConfig):
         max_active_runs=cfg.max_active_runs,
         tags=["cbm", cfg.name, *cfg.tags],
         default_args={"retries": cfg.retries, "retry_delay": dt.timedelta(minutes=cfg.retry_delay_minutes)},
-        params={
-            "start": Param(None, type=["null", "string"], title="Window start (YYYY-MM-DD)",
-                           description="Harvest and extract scenes sensed from this date (manual runs)."),
-            "end": Param(None, type=["null", "string"], title="Window end (YYYY-MM-DD)",
-                         description="End of the window (default: now)."),
-            "cards": Param(list(cfg.cards), type="array", items={"type": "string", "enum": list(CARD_STAGES)},
-                           description="CARD types to harvest and extract."),
-            "stages": Param(list(stages), type="array", items={"type": "string", "enum": list(stages)},
-                            description="Extraction stages to run."),
-            "harvest": Param(True, type="boolean", description="Harvest the catalogue first."),
-            "reimport_parcels": Param(False, type="boolean",
-                                      description="Re-import parcels.source (refused if results exist)."),
-        },
+        params=dag_params(cfg),
         doc_md=__doc__,
     )
     def aoi_dag():
@@ -203,11 +260,15 @@ def build_dag(cfg: AoiConfig):
                       ([20.0] if cfg.bands.get("s2_20m") or cfg.bands.get("scl") else [])
                 return [{"epsg": e, "resolution": r} for e in epsgs for r in res]
 
-            @task(map_index_template="{{ grid_label }}", pool=cfg.pool)
+            # The label is rendered from the task's arguments before it starts (Airflow renders
+            # map_index_template early), so it shows while the task runs and if its worker dies.
+            @task(map_index_template="EPSG:{{ task.op_kwargs['epsg'] }} {{ '%g' | format(task.op_kwargs['resolution'])"
+                                     " }} m",
+                  pool=cfg.pool, retry_delay=extract_retry)
             def rasterize_grid(epsg: int, resolution: float) -> dict[str, Any]:
                 from cbm_ops.rasterize import rasterize_aoi
 
-                get_current_context()["grid_label"] = f"EPSG:{epsg} {resolution:g} m"
+                log.info("rasterize: parcels on the EPSG:%s %g m lattice", epsg, resolution)
                 return rasterize_aoi(_urls(cfg), cfg, epsgs=[epsg], resolutions=[resolution])[0]
 
             rasterize_grid.expand_kwargs(plan_grids())
@@ -225,10 +286,22 @@ def build_dag(cfg: AoiConfig):
                     if stage not in ctx["params"]["stages"] or card not in ctx["params"]["cards"]:
                         log.info("stage %s not requested in this run", stage)
                         return []
-                    start, end = run_windows(cfg, ctx)["extract"]
+                    w = run_windows(cfg, ctx)
+                    if w["extract"] is None:
+                        note = (f"{stage}: nothing to do in this run ({w['mode']}): its data interval starts "
+                                f"after the AOI's end_date {cfg.end_date}; trigger a run with start/end to "
+                                "extract campaign dates")
+                        log.warning("%s", note)
+                        ctx["ti"].xcom_push(key="note", value=note)
+                        return []
+                    start, end = w["extract"]
                     todo = pending(_urls(cfg), cfg, stage, start, end)
                     batches = make_batches(todo, cfg.batch_size, cfg.max_batches)
                     log.info("%s: %d pending scenes in %d batches", stage, len(todo), len(batches))
+                    if not batches:
+                        note = nothing_pending_note(cfg, stage, w, ctx)
+                        log.warning("%s", note)
+                        ctx["ti"].xcom_push(key="note", value=note)
                     return batches
 
                 batches = plan()
@@ -236,13 +309,16 @@ def build_dag(cfg: AoiConfig):
                     _docker_extract(cfg, stage, batches)
                     return
 
-                @task(map_index_template="{{ batch_label }}", pool=cfg.pool)
+                # Labelled from the batch argument before the task starts (see rasterize_grid).
+                @task(map_index_template="{{ task.op_kwargs['batch']['label'] }}", pool=cfg.pool,
+                      retry_delay=extract_retry)
                 def extract(batch: dict[str, Any]) -> dict[str, Any]:
                     from cbm_ops.extract import run_queue
 
                     ctx = get_current_context()
-                    ctx["batch_label"] = batch["label"]
                     ti = ctx["ti"]
+                    log.info("batch %s: %s %d scenes %s (map index %s, try %s)", batch["label"], stage,
+                             len(batch["obsids"]), batch["obsids"], ti.map_index, ti.try_number)
                     label = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
                     out = run_queue(_urls(cfg), cfg, stage, obsids=batch["obsids"], owner_label=label,
                                     store=_store(cfg))
@@ -267,9 +343,15 @@ def build_dag(cfg: AoiConfig):
             """Scenes by status, rows written, throughput of this run (also in the log)."""
             from cbm_ops.report import run_summary
 
-            run = get_current_context()["dag_run"]
+            ctx = get_current_context()
+            run = ctx["dag_run"]
             since = _naive(run.start_date) or dt.datetime.now(UTC).replace(tzinfo=None)
-            return run_summary(_urls(cfg), cfg, since)
+            out = run_summary(_urls(cfg), cfg, since)
+            notes = {st: ctx["ti"].xcom_pull(task_ids=f"{st}.plan", key="note") for st in stages}
+            out["nothing_to_extract"] = {st: n for st, n in notes.items() if n}
+            for n in out["nothing_to_extract"].values():
+                log.warning("%s", n)
+            return out
 
         s = setup()
         cat = catalogue_group()
@@ -283,23 +365,50 @@ def build_dag(cfg: AoiConfig):
         tails = chain_s2[-1:] + [groups[st] for st in ("bs", "c6") if st in groups]
         for h in heads:
             ras >> h
-        @task(trigger_rule=TriggerRule.NONE_FAILED)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def verdict() -> str:
-            """Fails the run (upstream_failed) when any task failed; cleanup and summary
-            have run anyway (all_done), and the stages do not block each other."""
-            return "every task succeeded"
+            """Fail the run if any of its tasks failed.
+
+            Every task is upstream of cleanup, and cleanup and summary wait for all of
+            their upstream tasks (all_done), so when this runs every other task instance
+            of the run has its final state: read them from the execution API instead of
+            wiring every task to this one.
+            """
+            ctx = get_current_context()
+            ti, run_id = ctx["ti"], ctx["dag_run"].run_id
+            states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+            failed = sorted(k for k, v in states.items()
+                            if k != ti.task_id and str(v) in ("failed", "upstream_failed"))
+            if failed:
+                raise AirflowFailException(f"{len(failed)} task instance(s) of this run failed or could not run: "
+                                           + ", ".join(failed[:50]))
+            return f"all {len(states) - 1} other task instances succeeded or were skipped"
 
         c = cleanup()
         for t in tails or [ras]:
             t >> c
         c >> summary() >> verdict()
 
-    d = aoi_dag()
-    final = d.get_task("verdict")
-    for t in d.tasks:
-        if t is not final:
-            t >> final
-    return d
+    return aoi_dag()
+
+
+def nothing_pending_note(cfg: AoiConfig, stage: str, w: dict[str, Any], ctx: dict[str, Any]) -> str:
+    """Why a stage of this run has no scene to extract (logged and shown in the summary)."""
+    from cbm_ops.queue import status_counts
+
+    start, end = w["extract"]
+    window = f"sensed in [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M})" if start else "of the AOI"
+    card = next(c for c, st in CARD_STAGES.items() if stage in st)
+    harvest = ctx["ti"].xcom_pull(task_ids=f"catalogue.harvest_{card}") or {}
+    found = (f"the harvest of this run read {harvest.get('read', 0)} {card} records "
+             f"({harvest.get('inserted', 0)} new)" if harvest and not harvest.get("skipped")
+             else "this run did not harvest")
+    counts = {st: n for _, sg, st, n in status_counts(_urls(cfg), cfg) if sg == stage}
+    return (f"{stage}: no scene {window} is waiting for extraction ({w['mode']} run); {found}; "
+            f"{stage} scenes of the AOI by status: {counts or 'none'}. Extracted scenes are not extracted "
+            "again (re-run them with `python -m cbm_ops requeue`); 'inprogress' ones are held by another "
+            "run or by a dead worker until its lease expires.")
 
 
 def _docker_extract(cfg: AoiConfig, stage: str, batches):

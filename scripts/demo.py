@@ -1,17 +1,22 @@
 """`make demo`: run the demo AOI's DAG end to end on the bundled REAL sample.
 
     python scripts/demo.py          # run (default), then report
-    python scripts/demo.py ui       # Airflow UI (airflow standalone) on the same data
-    python scripts/demo.py stop     # stop the demo's PostGIS cluster
+    python scripts/demo.py ui       # the Airflow UI of the demo's deployment (URL, login)
+    python scripts/demo.py stop     # stop the demo's Airflow deployment and PostGIS cluster
 
-The results database is a throwaway PostGIS cluster (cbm_ops.devdb) that stays up after
-the run so the UI can show the same data; a second `make demo` reuses it, finds nothing
-new to do and must end with the same rows. CBM_DB_URL points the demo at another
-database instead. Airflow's own metadata is a SQLite file in demo-output/airflow-home.
+The DAG runs on a real Airflow deployment: the one-host stack of `make stack`
+(scripts/stack.py: CeleryExecutor, two workers, scheduler, api-server; state in
+demo-output/stack), triggered through the REST API with Params as the UI's Trigger form
+does. Its task logs are written by the workers, so the UI opens them. The results
+database is a throwaway PostGIS cluster (cbm_ops.devdb); it and the deployment stay up
+after the run so the UI shows the same data; a second `make demo` reuses both, finds
+nothing new to do and must end with the same rows. CBM_DB_URL points the demo at another
+database instead.
 
 Outputs in demo-output/: summary.json (scenes by card and status, rows per band, parcels
 with data), <aoi>.png (per-parcel NDVI and S1 backscatter time series) and
-<aoi>_parcel_<pid>.png / _s2.json (the LPIS parcel), all through the parcel API, dag-test.log.
+<aoi>_parcel_<pid>.png / _s2.json (the LPIS parcel), all through the parcel API; task logs
+in demo-output/stack/logs (and in the UI).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,7 +36,7 @@ from cbm_ops.devdb import TempPostgis  # noqa: E402
 
 OUT = ROOT / "demo-output"
 STATE = OUT / "devdb.json"
-AF_HOME = OUT / "airflow-home"
+STACK_DIR = OUT / "stack"
 DEMO_AOIS = ("demo_flanders", "demo_mechelen")
 
 
@@ -58,33 +62,27 @@ def database() -> str:
     return pg.url
 
 
-def airflow_env(url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(AF_HOME),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AF_HOME / 'airflow.db'}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW_CONN_CBM_DB": url,
-        "CBM_AOI_DIR": str(ROOT / "include" / "aois"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        # airflow standalone starts its components as `airflow ...` from PATH
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    })
-    return env
+def _stack_module():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import stack
+
+    return stack
 
 
-def airflow(*args: str, env: dict[str, str], log: Path | None = None) -> None:
-    exe = str(Path(sys.executable).with_name("airflow"))
-    if log is None:
-        subprocess.run([exe, *args], env=env, check=True)
-        return
-    with open(log, "a") as f:
-        res = subprocess.run([exe, *args], env=env, stdout=f, stderr=subprocess.STDOUT)
-    if res.returncode != 0:
-        sys.exit(f"`airflow {' '.join(args[:3])}` failed ({res.returncode}); see {log}")
+def demo_stack(url: str):
+    """The demo's Airflow deployment on the results database ``url`` (started, or reused)."""
+    stack = _stack_module()
+    st = stack.load(STACK_DIR)
+    if st is not None and st.results_url == url and all(st.alive(n) for n in stack.COMPONENTS):
+        print(f"reusing the demo's Airflow deployment on {st.url}")
+        return st
+    if st is not None:
+        stack.stop(STACK_DIR, quiet=True)
+    print("starting the Airflow deployment (scripts/stack.py: CeleryExecutor, 2 workers) ...")
+    try:
+        return stack.start(STACK_DIR, results_url=url)
+    except stack.StackError as exc:
+        sys.exit(f"the Airflow deployment did not start: {exc}")
 
 
 def single_instance() -> None:
@@ -102,22 +100,26 @@ def single_instance() -> None:
 
 def run() -> None:
     single_instance()
-    AF_HOME.mkdir(parents=True, exist_ok=True)
     url = database()
-    env = airflow_env(url)
-    log = OUT / "dag-test.log"
-    log.write_text("")
     aois = [a for a in load_all().values() if a.name in DEMO_AOIS]
     before = counts(url, aois)
-    print("airflow db migrate ...")
-    airflow("db", "migrate", env=env, log=log)
-    airflow("pools", "set", "cbm_extract", "2", "cbm-airflow extraction", env=env, log=log)
+    st = demo_stack(url)
+    api = st.api
     for cfg in aois:
+        dag_id = f"cbm_{cfg.name}"
         conf = {"start": str(cfg.start_date), "end": str(cfg.end_date or dt.date.today())}
-        print(f"airflow dags test cbm_{cfg.name} -c '{json.dumps(conf)}'  (log: {log.relative_to(ROOT)})")
+        # Runs of paused DAGs are not scheduled; unpausing also creates the latest scheduled
+        # run, which does nothing after the AOI's campaign (see dags/cbm_aoi.py).
+        api.patch(f"/dags/{dag_id}", {"is_paused": False})
+        print(f"trigger {dag_id} with {json.dumps(conf)} (REST API: what the UI's Trigger form sends) ...")
         t0 = dt.datetime.now()
-        airflow("dags", "test", f"cbm_{cfg.name}", "-c", json.dumps(conf), env=env, log=log)
-        print(f"  finished in {(dt.datetime.now() - t0).total_seconds():.0f} s")
+        r = api.trigger(dag_id, conf)
+        done = api.wait_run(dag_id, r["dag_run_id"], timeout=3600)
+        link = f"{st.url}/dags/{dag_id}/runs/{r['dag_run_id']}"
+        print(f"  {done['state']} in {(dt.datetime.now() - t0).total_seconds():.0f} s: {link}")
+        if done["state"] != "success":
+            sys.exit(f"the run of {dag_id} failed: see its task logs at {link} (user admin, password "
+                     f"{st.password})")
     after = counts(url, aois)
     summary = {cfg.name: report(url, cfg) for cfg in aois}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -135,9 +137,9 @@ def run() -> None:
     elif any(sum(v) for v in before.values()):
         print(f"rows [sigs, hists] before this run {before} (left by other runs on this database), "
               f"after {after}")
-    print("\nOpen the Airflow UI on the same data:\n"
-          "  make demo-ui        # airflow standalone on http://localhost:8080, user admin, password admin\n"
-          "Stop the demo database when done:\n"
+    print(f"\nThe Airflow UI of this run (task logs, grid, Trigger form): {st.url}/  "
+          f"user admin, password {st.password}   (again: make demo-ui)\n"
+          "Stop the demo's Airflow deployment and database when done:\n"
           "  make demo-stop")
 
 
@@ -245,20 +247,16 @@ def api_report(url: str, cfg, parcels: list[dict]) -> dict:
 
 def ui() -> None:
     single_instance()
-    url = database()
-    env = airflow_env(url)
-    # SimpleAuthManager reads the passwords from this file and generates it if missing; the
-    # demo is local-only (its own metadata DB), so it gets a known password.
-    passwords = AF_HOME / "simple_auth_manager_passwords.json.generated"
-    if not passwords.exists():
-        AF_HOME.mkdir(parents=True, exist_ok=True)
-        passwords.write_text(json.dumps({"admin": "admin"}))
-    print(f"Airflow UI: http://localhost:8080  (user admin, password in {passwords.relative_to(ROOT)}); "
-          "Ctrl-C to stop")
-    airflow("standalone", env=env)
+    st = demo_stack(database())
+    print(_stack_module().describe(st))
+    print("(the demo's deployment keeps running: make demo-stop stops it)")
 
 
 def stop() -> None:
+    stack = _stack_module()
+    if stack.load(STACK_DIR) is not None:
+        stack.stop(STACK_DIR, quiet=True)
+        print("demo Airflow deployment stopped")
     if STATE.exists():
         TempPostgis(**json.loads(STATE.read_text())).stop()
         STATE.unlink()

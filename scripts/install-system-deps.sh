@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages cbm-airflow needs, only those that are missing:
 # PostgreSQL server + the matching PostGIS package (for the throwaway test/demo cluster),
-# GDAL (ogr2ogr, headers for the Python bindings), and a Python toolchain.
+# GDAL (ogr2ogr, headers for the Python bindings), a Python toolchain, and redis-server
+# (the Celery broker of `make stack` / `make test-stack`).
+#   --chromium   also the Debian chromium package (`make screenshots` and the UI page test
+#                of `make test-stack`; not needed by `make test`)
 set -euo pipefail
+
+with_chromium=0
+for arg in "$@"; do
+  case "$arg" in
+    --chromium) with_chromium=1 ;;
+    *) echo "install-system-deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -17,7 +28,8 @@ missing() {  # print the packages of "$@" that dpkg does not know as installed
   done
 }
 
-want=(postgresql postgresql-contrib gdal-bin libgdal-dev python3-dev python3-venv g++ make)
+want=(postgresql postgresql-contrib gdal-bin libgdal-dev python3-dev python3-venv g++ make redis-server)
+[ "$with_chromium" = 1 ] && want+=(chromium)
 need=$(missing "${want[@]}")
 updated=0
 if [ -n "$need" ]; then

@@ -2,11 +2,14 @@
 
 docker-compose.yaml, Dockerfile, .env.example and scripts/compose-init.sh are parsed and
 checked against what the Airflow 3 components and the DAGs need; compose-init.sh is run
-with stand-ins for ``airflow`` and ``python -m cbm_ops``.
+with stand-ins for ``airflow`` and ``python -m cbm_ops``. The compose file and the
+one-host stack (scripts/stack.py, `make stack`) must be the same deployment: both take
+their settings from deploy/airflow.env and set the same host-dependent keys.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +35,7 @@ EXECUTION_API_URL = "http://airflow-apiserver:8080/execution/"
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; $${...} is escaped.
 VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])[^}]*)?\}")
 REF_ONLY_RE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*)?\}$")
+SETTINGS_FILE = ROOT / "deploy" / "airflow.env"
 SECRET_KEY_RE = re.compile(r"PASSWORD|SECRET|FERNET|JWT|TOKEN|_KEY$")
 URL_CREDENTIALS_RE = re.compile(r"://[^:/@\s]*:([^@\s]*)@")
 
@@ -86,7 +90,8 @@ def test_images():
         svc = SERVICES[name]
         assert svc["build"] == ".", name
         assert svc["image"] == "${AIRFLOW_IMAGE_NAME:-cbm-airflow:latest}", name
-        assert svc["env_file"] == [{"path": ".env", "required": False}], name
+        assert svc["env_file"] == [{"path": "deploy/airflow.env", "required": True},
+                                   {"path": ".env", "required": False}], name
 
 
 def test_commands():
@@ -113,9 +118,9 @@ def test_components_share_jwt_secret_and_execution_api():
 
 
 def test_celery_executor():
+    assert settings()["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     for name in AIRFLOW_SERVICES:
         e = env(name)
-        assert e["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert e["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379/" in e[
             "AIRFLOW__CELERY__BROKER_URL"], name
         assert e["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
@@ -125,14 +130,13 @@ def test_celery_executor():
 
 def test_common_environment():
     expected = {
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
         "AIRFLOW__CORE__DAGS_FOLDER": "/opt/airflow/project/dags",
         "AIRFLOW__CORE__PLUGINS_FOLDER": "/opt/airflow/project/plugins",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
         "CBM_AOI_DIR": "/opt/airflow/project/include/aois",
-        "PYTHONPATH": "/opt/airflow/project",
         "NUMBA_CACHE_DIR": "/opt/airflow/numba-cache",
     }
+    s = settings()
+    assert s["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False" and s["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "True"
     for name in AIRFLOW_SERVICES:
         e = env(name)
         for key, value in expected.items():
@@ -244,12 +248,101 @@ def test_dockerfile():
     assert req < gdal, "the GDAL bindings need numpy (from requirements.txt) installed first"
     users = [ln for ln in lines if ln.startswith("USER ")]
     assert users[-1] == "USER airflow" and text.index("USER airflow") < req
-    assert "PYTHONPATH=/opt/airflow/project" in text and "NUMBA_CACHE_DIR=/opt/airflow/numba-cache" in text
-    assert "COPY --chown=airflow:0 . /opt/airflow/project" in text
+    assert "NUMBA_CACHE_DIR=/opt/airflow/numba-cache" in text
+    copy = text.index("COPY --chown=airflow:0 . /opt/airflow/project")
+    # installed as a package, editable at the path where the compose file mounts the checkout
+    assert text.index("pip install --no-cache-dir --no-deps -e /opt/airflow/project") > max(copy, gdal)
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".venv", ".git", ".env", "demo-output", "__pycache__", ".pytest_cache", ".hypothesis",
                   ".ruff_cache"):
         assert entry in ignored, entry
+
+
+# ------------------------------------------------- one source of settings: compose and stack
+def settings() -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    return {k: str(v) for k, v in dotenv_values(SETTINGS_FILE, interpolate=False).items()}
+
+
+def test_settings_file_is_plain_env_file():
+    lines = [ln for ln in SETTINGS_FILE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert lines
+    for ln in lines:
+        # what both Compose's env_file and python-dotenv read the same way
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*=[^\s'\"$#]+", ln), ln
+    s = settings()
+    assert not [k for k in s if SECRET_KEY_RE.search(k)], "secrets do not belong in deploy/airflow.env"
+    assert int(s["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) >= 1 and int(s["CBM_POOL_SLOTS"]) >= 1
+    assert int(s["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) < 300
+
+
+def test_compose_does_not_override_shared_settings():
+    s = settings()
+    for name in AIRFLOW_SERVICES:
+        twice = set(env(name)) & set(s)
+        assert not twice, f"{name} sets {twice} again: they belong to deploy/airflow.env only"
+
+
+@pytest.fixture
+def stack_env(tmp_path):
+    """The environment scripts/stack.py gives its components (no process started)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import stack
+
+    (tmp_path / "secrets.json").write_text(json.dumps({"fernet_key": "f", "jwt_secret": "j",
+                                                       "api_secret_key": "a", "admin_password": "p"}))
+    st = stack.Stack(state_dir=str(tmp_path), ports={k: 1000 + i for i, k in enumerate(
+        ["api", "redis", "scheduler_health", "triggerer_logs", "worker1_logs", "worker2_logs"])},
+        metadata_db={"user": "cbm", "port": 5999, "dbname": "airflow"}, results_db=None,
+        results_url="postgresql://cbm@127.0.0.1:5998/cbm", aoi_dir=str(ROOT / "include" / "aois"))
+    return {c: st.env(c) for c in stack.COMPONENTS}, stack
+
+
+def test_stack_uses_the_same_settings_file(stack_env):
+    envs, stack = stack_env
+    assert stack.SETTINGS_FILE == SETTINGS_FILE
+    s = settings()
+    for component, e in envs.items():
+        for k, v in s.items():
+            assert e[k] == v, (component, k)
+    # the same pools and schemas init as the compose file's airflow-init
+    assert "compose-init.sh" in Path(stack.__file__).read_text()
+
+
+# Keys only one of the two deployments sets, and why.
+STACK_ONLY = {
+    "AIRFLOW__API__BASE_URL",                  # the api-server's free port (compose: 8080, the default)
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",            # SimpleAuthManager (compose: FAB)
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT",   # free ports on a shared host
+    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
+    "AIRFLOW__LOGGING__BASE_LOG_FOLDER",       # under the state directory (compose: /opt/airflow/logs)
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",  # workers: two on one host
+    "AIRFLOW__CORE__HOSTNAME_CALLABLE",
+}
+COMPOSE_ONLY: set[str] = set()
+
+
+def test_compose_and_stack_set_the_same_keys(stack_env):
+    envs, _ = stack_env
+    compose_keys = {k for name in AIRFLOW_COMPONENTS for k in env(name)
+                    if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "CBM_"))} - {"_AIRFLOW_DB_MIGRATE"}
+    stack_keys = {k for e in envs.values() for k in e if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "CBM_"))}
+    stack_keys -= set(settings())
+    stack_keys -= {"CBM_STACK_HOSTNAME"}
+    assert compose_keys - stack_keys == COMPOSE_ONLY
+    assert stack_keys - compose_keys == STACK_ONLY
+    for name in AIRFLOW_COMPONENTS:
+        assert env(name)["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith("/execution/")
+    for component, e in envs.items():
+        assert e["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:1000/execution/", component
+        assert e["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:1001/0"
+        assert e["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+        assert len({e["AIRFLOW__API_AUTH__JWT_SECRET"] for e in envs.values()}) == 1
+    assert envs["worker1"]["CBM_STACK_HOSTNAME"] != envs["worker2"]["CBM_STACK_HOSTNAME"]
+    assert envs["worker1"]["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] != \
+        envs["worker2"]["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]
 
 
 # ------------------------------------------------------------------------ compose-init.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import shutil
@@ -67,12 +68,51 @@ def test_dagbag_imports_every_dag(airflow_env):
     assert t.pool == "cbm_extract" and "scl.extract" in {u.task_id for u in d.get_task("s2_10m.plan").upstream_list}
     assert {u.task_id for u in d.get_task("bs.plan").upstream_list} == {"rasterize.rasterize_grid"}
     assert d.get_task("cleanup").trigger_rule == "all_done"
-    # failures do not switch off other stages, but fail the run through the verdict leaf
+    # failures do not switch off other stages, but fail the run through the verdict leaf,
+    # which runs after everything (every task is upstream of cleanup, all_done joints) and
+    # reads the run's task states: one edge into it instead of one from every task
     assert d.get_task("rasterize.plan_grids").trigger_rule == "all_done"
     assert d.get_task("s2_20m.plan").trigger_rule == "all_done"
     v = d.get_task("verdict")
-    assert v.trigger_rule == "none_failed" and not v.downstream_list
-    assert {u.task_id for u in v.upstream_list} == set(d.task_ids) - {"verdict"}
+    assert v.trigger_rule == "all_done" and not v.downstream_list and v.retries == 0
+    assert {u.task_id for u in v.upstream_list} == {"summary"}
+    assert d.get_task("summary").trigger_rule == "all_done"
+    cleanup_ancestors = {t.task_id for t in d.get_task("cleanup").get_flat_relatives(upstream=True)}
+    assert cleanup_ancestors == set(d.task_ids) - {"cleanup", "summary", "verdict"}
+    assert sum(len(t.downstream_list) for t in d.tasks) < 30
+    # extraction retries soon after a dead worker (per-AOI extract_retry_delay_minutes)
+    assert t.retry_delay == dt.timedelta(minutes=0.5) and d.get_task("setup").retry_delay == dt.timedelta(minutes=2)
+    # map indexes are labelled from the task's arguments, i.e. before the task runs
+    assert "op_kwargs['batch']['label']" in t.map_index_template
+
+
+def test_params_validate_dates_and_offer_choices(airflow_env):
+    from airflow.dag_processing.dagbag import DagBag
+
+    d = DagBag(dag_folder=str(ROOT / "dags")).get_dag("cbm_demo_flanders")
+    schema = {k: d.params.get_param(k).schema for k in d.params}
+    descriptions = {k: d.params.get_param(k).description for k in d.params}
+    assert all(s.get("title") for s in schema.values()), schema
+    assert schema["start"]["format"] == schema["end"]["format"] == "date"
+    assert "exclusive" in schema["end"]["title"]
+    for key, choices in (("cards", ["s2", "bs", "c6"]), ("stages", ["scl", "s2_10m", "s2_20m", "bs", "c6"])):
+        assert schema[key]["type"] == "array" and schema[key]["examples"] == choices   # the form's multi-select
+        assert schema[key]["items"]["enum"] == choices
+        assert all(c in descriptions[key] for c in choices)
+
+    def validate(**conf):
+        params = copy.deepcopy(d.params)
+        for k, v in conf.items():
+            params[k] = v
+        return params.validate()
+
+    assert validate(start="2018-05-01", end="2018-06-01")["end"] == "2018-06-01"
+    assert validate()["start"] is None
+    from airflow.sdk.exceptions import ParamValidationError
+
+    for bad in ({"start": "01/05/2018"}, {"end": "2018-13-01"}, {"cards": ["s3"]}, {"stages": ["b04"]}):
+        with pytest.raises(ParamValidationError):
+            validate(**bad)
 
 
 def test_batches_are_capped_and_labelled(airflow_env):
@@ -112,9 +152,16 @@ def test_run_windows(airflow_env):
     w = cbm_aoi.run_windows(cfg, {"params": {}, "dag_run": Run("manual", after=d1)})
     assert w["harvest"] == (dt.datetime(2018, 4, 22, 3), dt.datetime(2018, 5, 2, 3)) and w["mode"] == "manual"
     # clipped to the campaign (start_date 2017-08-01, end_date 2018-12-01)
+    # a scheduled run after the campaign (e.g. the one that unpausing creates) does nothing
     late = dt.datetime(2026, 11, 21, tzinfo=utc)
     w = cbm_aoi.run_windows(cfg, {"params": {}, "dag_run": Run("scheduled", late, late, late)})
-    assert w["harvest"] == (None, None) and w["extract"] == (None, None)
+    assert w["harvest"] == (None, None) and w["extract"] is None and "campaign over" in w["mode"]
+    # dates, end exclusive and after start; a bad Param fails the task without retries
+    from airflow.sdk.exceptions import AirflowFailException
+
+    for bad in ({"start": "2018-06-01", "end": "2018-06-01"}, {"end": "2018-06-01"}, {"start": "01/05/2018"}):
+        with pytest.raises(AirflowFailException):
+            cbm_aoi.run_windows(cfg, {"params": bad, "dag_run": Run("manual", after=d1)})
     w = cbm_aoi.run_windows(cfg, {"params": {"start": "2017-01-01", "end": "2019-01-01"},
                                   "dag_run": Run("manual", after=late)})
     assert w["harvest"] == (dt.datetime(2017, 8, 1), dt.datetime(2018, 12, 1))
