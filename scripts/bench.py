@@ -1,18 +1,25 @@
-"""`make bench`: speed of the extraction library on a SYNTHETIC full Sentinel-2 tile.
+"""`make bench`: speed of the extraction library on a SYNTHETIC full Sentinel-2 tile, and at
+national scale.
 
 Generates (once, cached in bench-output/data/) a tile the size of T31UDS: a 10980 x 10980
 uint16 10 m band as lossless JPEG2000 (1024 x 1024 tiles, as ESA's) and as GeoTIFF, a
-5490 x 5490 SCL band, and about 200,000 parcels of 0.5-5 ha (quadrilaterals, one per
-245 m cell, slightly rotated). Values are field-like (a level per parcel plus noise).
+5490 x 5490 20 m band and SCL band, about 200,000 LPIS-like SYNTHETIC parcels of 0.5-5 ha
+with 25-35 vertices (Voronoi fields, scripts/synthetic_parcels.py; ``--simple-parcels``: the
+earlier quadrilaterals), and two full-size SYNTHETIC Sentinel-1 CARD-BS bands.
 
 Then measures, in one run on the same data, and prints one JSON line per figure:
-decode (JP2, GeoTIFF), rasterize and index build, all 8 statistics for one 10 m band,
-the SCL histogram, the PostGIS write (rows/s, fast and durable server settings), a whole
-S2 scene end to end against the decode time of its bands, a parcel time-series query,
-and the same statistics with exactextract and (on a subset, extrapolated and labelled so)
-rasterstats. Targets are in the JSON lines; the benchmark never fails on a missed target.
+decode (JP2, GeoTIFF), parcel index build (Numba scanline vs the former rasterio build),
+all 8 statistics for one 10 m band, the SCL histogram, the PostGIS write into the
+partitioned sigs (rows/s, fast and durable server settings), whole S2 scenes end to end
+against the decode time of their bands, full-size S1 CARD-BS scenes against the read time
+of their bands, parcel time-series queries on a 9M-row sigs table (SQL and the analyst
+API's query), zonal_stats against exactextract and (on a subset, extrapolated and labelled
+so) rasterstats, a 1M-parcel AOI (index build, stored size, builder and worker peak RSS),
+and a PROJECTED Danish year on an 8-vCPU box from the per-scene costs (the model is
+printed with it). Targets are in the JSON lines; the benchmark never fails on a missed one.
 
-    python scripts/bench.py [--parcels 200000] [--regen] [--skip-peers]
+    python scripts/bench.py [--parcels 200000] [--regen] [--skip-peers] [--simple-parcels]
+                            [--skip-million] [--skip-s1]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
 
 import numpy as np  # noqa: E402
@@ -62,8 +70,8 @@ def timed(fn, repeat: int = 1):
 
 
 # ------------------------------------------------------------------------- data
-def make_parcels(n_target: int, seed: int = 1) -> np.ndarray:
-    """SYNTHETIC parcels: one slightly rotated quadrilateral of 0.5-5 ha per cell."""
+def make_quadrilaterals(n_target: int, seed: int = 1) -> np.ndarray:
+    """SYNTHETIC parcels (``--simple-parcels``): one slightly rotated quadrilateral of 0.5-5 ha per cell."""
     rng = np.random.default_rng(seed)
     k = int(round(math.sqrt(n_target)))
     cell = N10 * 10.0 / k
@@ -148,6 +156,9 @@ def make_rasters(geoms: np.ndarray, seed: int = 2) -> None:
     with rasterio.open(DATA / "SCL.jp2", "w", driver="JP2OpenJPEG", width=N10 // 2, height=N10 // 2, count=1,
                        dtype="uint8", crs=f"EPSG:{EPSG}", transform=t20, **jp2) as ds:
         ds.write(scl, 1)
+    with rasterio.open(DATA / "B20.jp2", "w", driver="JP2OpenJPEG", width=N10 // 2, height=N10 // 2, count=1,
+                       dtype="uint16", crs=f"EPSG:{EPSG}", transform=t20, **jp2) as ds:
+        ds.write(b04[::2, ::2], 1)
 
 
 def make_safe() -> Path:
@@ -160,9 +171,10 @@ def make_safe() -> Path:
         link = gran / "R10m" / f"T31UDS_{T:%Y%m%dT%H%M%S}_{b}_10m.jp2"
         if not link.exists():
             link.symlink_to(DATA / "B04.jp2")
-    link = gran / "R20m" / f"T31UDS_{T:%Y%m%dT%H%M%S}_SCL_20m.jp2"
-    if not link.exists():
-        link.symlink_to(DATA / "SCL.jp2")
+    for b, src in (("SCL", "SCL.jp2"), ("B05", "B20.jp2"), ("B11", "B20.jp2")):
+        link = gran / "R20m" / f"T31UDS_{T:%Y%m%dT%H%M%S}_{b}_20m.jp2"
+        if not link.exists():
+            link.symlink_to(DATA / src)
     offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">-1000</BOA_ADD_OFFSET>' for i in range(13))
     (safe / "MTD_MSIL2A.xml").write_text(
         '<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">'
@@ -183,23 +195,36 @@ def main() -> int:
     ap.add_argument("--parcels", type=int, default=200_000)
     ap.add_argument("--regen", action="store_true", help="regenerate the synthetic data")
     ap.add_argument("--skip-peers", action="store_true", help="skip exactextract and rasterstats")
+    ap.add_argument("--simple-parcels", action="store_true", help="quadrilaterals instead of LPIS-like parcels")
+    ap.add_argument("--skip-million", action="store_true", help="skip the 1M-parcel AOI")
+    ap.add_argument("--skip-s1", action="store_true", help="skip the full-size Sentinel-1 scenes")
     args = ap.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
     import numba
+    from bench_rasterize import bench_index
 
     from cbm_ops import kernels
     from cbm_ops.rasterize import Grid, build_index
 
     emit("machine", {"cpus": os.cpu_count(), "numba_threads": numba.get_num_threads(),
-                     "gdal_num_threads": os.environ["GDAL_NUM_THREADS"], "rasterio_gdal": rasterio.__gdal_version__},
-         "info")
-    geoms = make_parcels(args.parcels)
+                     "gdal_num_threads": os.environ["GDAL_NUM_THREADS"], "rasterio_gdal": rasterio.__gdal_version__,
+                     "load_1min": round(os.getloadavg()[0], 2)}, "info")
+    if args.simple_parcels:
+        geoms, kind = make_quadrilaterals(args.parcels), "quad"
+    else:
+        from synthetic_parcels import TILE_BOUNDS, make_parcels
+
+        geoms, kind = make_parcels(args.parcels, TILE_BOUNDS), "lpis"
     areas = shapely.area(geoms)
-    emit("parcels", int(geoms.size), "SYNTHETIC parcels",
+    verts = shapely.get_num_coordinates(geoms) - 1
+    emit("parcels", int(geoms.size), "SYNTHETIC parcels", shape=kind,
          area_ha={"min": round(float(areas.min()) / 1e4, 2), "median": round(float(np.median(areas)) / 1e4, 2),
-                  "max": round(float(areas.max()) / 1e4, 2)})
-    stamp = DATA / f"generated-{geoms.size}"
+                  "max": round(float(areas.max()) / 1e4, 2)},
+         vertices={"min": int(verts.min()), "median": int(np.median(verts)), "max": int(verts.max())})
+    stamp = DATA / f"generated-{kind}-{geoms.size}"
     if args.regen or not stamp.exists():
+        for old in DATA.glob("generated-*"):
+            old.unlink()
         t0 = time.perf_counter()
         make_rasters(geoms)
         write_gpkg(DATA / "parcels.gpkg", geoms)
@@ -215,18 +240,26 @@ def main() -> int:
     emit("decode_gtiff_10m_band", round(t_tif, 3), "s", runs=[round(x, 3) for x in all_tif])
     scl, t_scl, _ = timed(lambda: read_full(DATA / "SCL.jp2"), 2)
     emit("decode_jp2_scl_20m_band", round(t_scl, 3), "s")
+    _, t_b20, _ = timed(lambda: read_full(DATA / "B20.jp2"), 2)
+    emit("decode_jp2_20m_band", round(t_b20, 3), "s")
 
-    # rasterize + index (in memory; the stored-index path is timed with PostGIS below)
+    # parcel index: Numba scanline against the former rasterio build, same parcels, same run
     grid10 = Grid(epsg=EPSG, res=10.0, x0=TILE_X0, y0=TILE_Y0, width=N10, height=N10)
     grid20 = Grid(epsg=EPSG, res=20.0, x0=TILE_X0, y0=TILE_Y0, width=N10 // 2, height=N10 // 2)
+    r = bench_index(geoms, grid10, repeat=5)
+    emit("index_build_10m", r["new_s"], "s", "<= 1 s and >= 20 x the former build",
+         r["new_s"] <= 1.0 and r.get("speedup", 0) >= 20, former_rasterio_s=r.get("old_s"),
+         speedup=r.get("speedup"), identical_pixels=r.get("identical"), runs=r["new_runs_s"],
+         threads=r["threads"], pixels=r["pixels"], load=[r["load_before"], r["load_after"]],
+         note="Numba scanline from shapely coordinates, every parcel exact as rasterized alone; former: "
+              "rasterio.features.rasterize in tiles + claim count + pixel-sharing parcels alone")
+    ra = bench_index(geoms, grid10, repeat=3, all_touched=True, old=False)
+    emit("index_build_10m_all_touched", ra["new_s"], "s", runs=ra["new_runs_s"])
+    r20 = bench_index(geoms, grid20, repeat=3, old=False)
+    emit("index_build_20m", r20["new_s"], "s", runs=r20["new_runs_s"])
     pids = np.arange(1, geoms.size + 1)
-    idx10, t_idx10, _ = timed(lambda: build_index(pids, geoms, grid10))
-    emit("rasterize_10m", idx10.timings["rasterize_s"], "s", note="rasterio.features.rasterize + claim count, "
-         "all parcels, full tile", shared_parcels=idx10.timings["shared_parcels"])
-    emit("index_build_10m", round(t_idx10, 3), "s", runs=idx10.n_runs, pixels=int(idx10.npix.sum()),
-         note="whole build_index: rasterize, run-length encoding, CSR")
-    idx20, t_idx20, _ = timed(lambda: build_index(pids, geoms, grid20))
-    emit("index_build_20m", round(t_idx20, 3), "s", runs=idx20.n_runs)
+    idx10 = build_index(pids, geoms, grid10)
+    idx20 = build_index(pids, geoms, grid20)
 
     # statistics
     args10 = (b04, 0, 0, idx10.run_ptr, idx10.run_row, idx10.run_c0, idx10.run_c1)
@@ -248,16 +281,37 @@ def main() -> int:
     emit("stats_8_per_float32_band", round(t_f, 3), "s", note="selection path (S1 linear backscatter)")
     del f32
 
-    db_benchmarks(t_jp2, t_scl, st, idx10)
+    costs = db_benchmarks(t_jp2, t_scl, t_b20, st, idx10, geoms, skip_s1=args.skip_s1)
+    del b04, scl
     if not args.skip_peers:
-        peers(geoms, st, t_st)
+        peers(geoms)
+    if not args.skip_million:
+        from bench_scale import million_parcels
+
+        m = million_parcels(DATA)
+        b, w = m["builder"], m["worker"]
+        emit("million_parcel_aoi_index_build", b["index_build_s"], "s", parcels=b["parcels"], grid=b["grid"],
+             runs=b["runs"], stored_mb=b["stored_mb"], builder_peak_rss_gb=b["peak_rss_gb"],
+             generate_s=b["generate_s"])
+        emit("million_parcel_aoi_worker_peak_rss", w["peak_rss_gb"], "GB",
+             "4 workers + PostGIS fit a 16 GB box (<= 3 GB per worker)", w["peak_rss_gb"] <= 3.0,
+             index_load_s=w["load_s"], note="worker: load the stored 1M-parcel index, statistics of one full "
+             "10 m band (10980 x 10980 uint16) over it")
+    if costs:
+        from bench_scale import denmark_year
+
+        dk = denmark_year(costs)
+        emit("denmark_year_PROJECTED", dk["projected_wall_hours_8_vcpu"], "hours on 8 vCPU", **dk)
     (OUT / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RESULTS))
     print(f"\nwrote {OUT / 'bench.jsonl'}")
     return 0
 
 
-def db_benchmarks(t_jp2: float, t_scl: float, st: np.ndarray, idx10) -> None:
+def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx10, geoms: np.ndarray, *,
+                  skip_s1: bool = False) -> dict[str, float]:
+    """PostGIS parts; returns the measured per-scene costs the Danish projection needs."""
     import psycopg
+    from bench_scale import cpu_seconds, s1_scenes
 
     from cbm_ops import queue, writer
     from cbm_ops.catalogue import HarvestReport, SceneRecord, enqueue, upsert
@@ -266,13 +320,16 @@ def db_benchmarks(t_jp2: float, t_scl: float, st: np.ndarray, idx10) -> None:
     from cbm_ops.devdb import TempPostgis
     from cbm_ops.extract import run_queue
     from cbm_ops.parcels import import_parcels
+    from cbm_ops.partitions import ensure_partition
     from cbm_ops.rasterize import rasterize_aoi
 
+    costs: dict[str, float] = {}
     pg = TempPostgis.start(dbname="cbm_bench")
     try:
         url = pg.url
-        cfg = AoiConfig(name="bench", schema="bench", start_date=dt.date(2023, 1, 1), cards=("s2",),
-                        bands={"scl": ("SCL",), "s2_10m": ("B02", "B03", "B04", "B08")},
+        cfg = AoiConfig(name="bench", schema="bench", start_date=dt.date(2023, 1, 1), cards=("s2", "bs"),
+                        bands={"scl": ("SCL",), "s2_10m": ("B02", "B03", "B04", "B08"), "s2_20m": ("B05", "B11"),
+                               "bs": ("VV", "VH")},
                         parcels={"source": str(DATA / "parcels.gpkg")}, store={"root": str(DATA / "eodata")},
                         lease_minutes=120)
         rep, t_imp, _ = timed(lambda: import_parcels(url, cfg))
@@ -282,9 +339,10 @@ def db_benchmarks(t_jp2: float, t_scl: float, st: np.ndarray, idx10) -> None:
 
         tr = Transformer.from_crs(EPSG, 4326, always_xy=True)
         fp = shapely.transform(shapely.segmentize(tile, 5000), lambda xy: np.column_stack(tr.transform(*xy.T)))
+        fp_wkt = shapely.multipolygons([fp]).wkt
         with transaction(url) as conn:
             upsert(conn, cfg.schema, [SceneRecord(
-                reference=NAME, obstime=T, sensor="2B", card="s2", footprint_wkt=shapely.multipolygons([fp]).wkt,
+                reference=NAME, obstime=T, sensor="2B", card="s2", footprint_wkt=fp_wkt,
                 tile="31UDS", epsg=EPSG, relative_orbit=51, orbit_direction="DESCENDING",
                 processing_baseline="05.10", cloud_cover=10.0,
                 product_identifier=f"/eodata/Sentinel-2/MSI/L2A/{T:%Y/%m/%d}/{NAME}.SAFE", catalogue_id=None,
@@ -294,111 +352,140 @@ def db_benchmarks(t_jp2: float, t_scl: float, st: np.ndarray, idx10) -> None:
         emit("rasterize_stage_stored", round(t_ras, 1), "s", grids=built,
              note="rasterize_aoi: fetch parcels from PostGIS, build 10 m and 20 m indexes, store them")
 
-        # whole scene end to end (claim, read from JP2, stats, write, complete), cold index cache
-        r_scl, t_e2e_scl, _ = timed(lambda: run_queue(url, cfg, "scl"))
-        r_10m, t_e2e_10m, _ = timed(lambda: run_queue(url, cfg, "s2_10m"))
-        res = r_10m["results"][0]
-        decode4 = 4 * t_jp2
-        whole, decode_all = t_e2e_scl + t_e2e_10m, t_scl + decode4
+        # whole S2 scene end to end (claim, read from JP2, stats, quality gate, write, complete)
+        stage_t, stage_cpu, stage_rows = {}, {}, {}
+        for stage in ("scl", "s2_10m", "s2_20m"):
+            c0 = cpu_seconds()
+            r, t, _ = timed(lambda stage=stage: run_queue(url, cfg, stage))
+            stage_t[stage], stage_cpu[stage] = t, cpu_seconds() - c0
+            stage_rows[stage] = r["results"][0].get("rows", 0)
+            assert r["by_status"] == {"extracted": 1}, r
+        decode = {"scl": t_scl, "s2_10m": 4 * t_jp2, "s2_20m": 2 * t_b20}
+        whole, decode_all = sum(stage_t.values()), sum(decode.values())
         emit("scene_end_to_end_s2", round(whole, 2), "s", "<= 1.15 x decode of its bands",
              whole <= 1.15 * decode_all, decode_of_bands_s=round(decode_all, 2), ratio=round(whole / decode_all, 3),
-             note="SCL stage + 10 m stage (B02 B03 B04 B08) of one full-tile scene from JP2: claim, read, "
-                  "statistics, write, complete; parcel index loaded from PostGIS (cold)")
-        emit("scene_stage_s2_10m", round(t_e2e_10m, 2), "s", decode_of_bands_s=round(decode4, 2),
-             ratio=round(t_e2e_10m / decode4, 3), rows=res.get("rows"), detail=res)
-        emit("scene_stage_scl", round(t_e2e_scl, 2), "s", decode_of_bands_s=round(t_scl, 2),
-             ratio=round(t_e2e_scl / t_scl, 3), detail=r_scl["results"][0],
-             note="fixed costs (index load, claim, write of 190k JSON rows) weigh against a 0.6 s decode")
+             stages={k: {"s": round(v, 2), "decode_s": round(decode[k], 2), "ratio": round(v / decode[k], 3),
+                         "worker_cpu_s": round(stage_cpu[k], 2), "rows": stage_rows[k]} for k, v in stage_t.items()},
+             note="SCL + 10 m (B02 B03 B04 B08) + 20 m (B05 B11) stages of one full-tile scene from JP2, "
+                  "200k parcels: claim, read, statistics, quality gate, write, complete; index loaded from "
+                  "PostGIS (cold)")
+        costs["s2_granule_core_s"] = round(sum(stage_cpu.values()), 2)
+        costs["s2_rows_per_granule"] = sum(stage_rows.values())
 
-        # PostGIS write: rows of a 10 m scene (4 bands) written as one scene stage
+        # PostGIS write into the partitioned sigs: rows of a 10 m scene stage (4 bands)
         pids = idx10.pids.astype(np.int32)
         bands = ["B02", "B03", "B04", "B08"]
         _, n_rows = writer.sigs_payload(pids, 0, bands, [st] * 4)
         _, t_pay, _ = timed(lambda: writer.sigs_payload(pids, 0, bands, [st] * 4), 3)
-
         emit("sigs_payload_build", round(t_pay, 3), "s", rows=n_rows, note="binary COPY buffer, pid-major")
+        written: list[int] = []
 
-        def write_scenes(n: int, label: str, durable: bool) -> list[float]:
+        def write_scenes(n: int, durable: bool) -> list[float]:
             times = []
-            for k in range(n):
-                obsid = 1000 + len(RESULTS) * 10 + k
+            for _k in range(n):
+                obsid = 1000 + len(written)
+                t_obs = T + dt.timedelta(days=5 * (len(written) + 1))
                 with transaction(url) as conn:
-                    conn.execute("INSERT INTO bench.dias_catalogue (id, obstime, reference, sensor, card) "
-                                 "VALUES (%s, now(), %s, '2B', 's2')", (obsid, f"w{obsid}"))
+                    conn.execute("INSERT INTO bench.dias_catalogue (id, obstime, reference, sensor, card, footprint) "
+                                 "VALUES (%s, %s, %s, '2B', 's2', ST_GeomFromText(%s, 4326))",
+                                 (obsid, t_obs, f"S2B_MSIL2A_{t_obs:%Y%m%dT%H%M%S}_N0510_R051_T31UDS_w{obsid}",
+                                  fp_wkt))
                     conn.execute("INSERT INTO bench.scene_stages (obsid, stage, status, lease_owner, lease_expires)"
                                  " VALUES (%s, 's2_10m', 'inprogress', 'bench', now() + interval '1 hour')", (obsid,))
-                claim = queue.Claim(obsid=obsid, stage="s2_10m", attempts=1, reference=f"w{obsid}", obstime=T,
+                written.append(obsid)
+                claim = queue.Claim(obsid=obsid, stage="s2_10m", attempts=1, reference=f"w{obsid}", obstime=t_obs,
                                     card="s2", product_identifier=None, epsg=EPSG, tile=None, processing_baseline=None)
                 t0 = time.perf_counter()
+                part = ensure_partition(url, cfg, obsid)
                 with transaction(url) as conn:
                     if durable:
                         conn.execute("SET LOCAL synchronous_commit = on")
-                    writer.write_stage(conn, cfg, claim, "bench", sigs=(pids, bands, [st] * 4), bands=bands,
+                    writer.write_stage(conn, cfg, claim, "bench", part, sigs=(pids, bands, [st] * 4), bands=bands,
                                        parcels=int(pids.size), seconds=0.0)
                 times.append(time.perf_counter() - t0)
             return times
 
-        fast = write_scenes(5, "fast", False)
+        fast = write_scenes(5, False)
         emit("postgis_write", round(n_rows / statistics.median(fast)), "rows/s", ">= 1,000,000 rows/s",
              n_rows / statistics.median(fast) >= 1e6, rows_per_scene=n_rows,
              runs_rows_per_s=[round(n_rows / t) for t in fast],
              server="throwaway cluster: fsync=off, synchronous_commit=off, full_page_writes=off",
-             note="one scene stage = payload build + DELETE old rows + binary COPY + queue completion, "
-                  "one transaction")
+             note="into the partitioned sigs (the scene's leaf table): partition lookup + payload build + DELETE "
+                  "old rows + binary COPY + queue completion, one transaction")
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("ALTER SYSTEM SET fsync = on")
             c.execute("ALTER SYSTEM SET full_page_writes = on")
             c.execute("SELECT pg_reload_conf()")
-        durable = write_scenes(3, "durable", True)
-        emit("postgis_write_durable", round(n_rows / statistics.median(durable)), "rows/s",
-             runs_rows_per_s=[round(n_rows / t) for t in durable],
+        durable = write_scenes(3, True)
+        emit("postgis_write_durable", round(n_rows / statistics.median(durable)), "rows/s", ">= 1,000,000 rows/s",
+             n_rows / statistics.median(durable) >= 1e6, runs_rows_per_s=[round(n_rows / t) for t in durable],
              server="fsync=on, full_page_writes=on, synchronous_commit=on")
+        costs["write_rows_per_s"] = round(n_rows / statistics.median(durable))
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("CREATE INDEX sigs_pidx ON bench.sigs (pid)")
-        with_pid = write_scenes(3, "pid", False)
+        with_pid = write_scenes(3, False)
         emit("postgis_write_with_pid_index", round(n_rows / statistics.median(with_pid)), "rows/s",
              runs_rows_per_s=[round(n_rows / t) for t in with_pid],
              note="optional reference index sigs_pidx (AOI setting pid_indexes: true)")
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("DROP INDEX bench.sigs_pidx")
-            c.execute("VACUUM ANALYZE bench.sigs")
-            c.execute("VACUUM ANALYZE bench.dias_catalogue")
+            c.execute("ANALYZE bench.sigs")
+            c.execute("ANALYZE bench.dias_catalogue")
             total = c.execute("SELECT count(*) FROM bench.sigs").fetchone()[0]
+            scenes = c.execute("SELECT count(DISTINCT obsid) FROM bench.sigs").fetchone()[0]
+            parts = c.execute("SELECT count(*) FROM bench.result_partitions").fetchone()[0]
             q = ("SELECT d.obstime, s.band, s.mean FROM bench.sigs s JOIN bench.dias_catalogue d ON d.id = s.obsid "
                  "WHERE s.pid = %s AND s.band = 'B04' ORDER BY d.obstime")
             plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + q, (123456,)))
             _, t_q, _ = timed(lambda: c.execute(q, (123456,)).fetchall(), 5)
-        emit("parcel_time_series_query", round(t_q * 1000, 2), "ms", sigs_rows=total,
-             uses_primary_key="sigs_pkey" in plan, note="one parcel and band joined with dias_catalogue, "
-             "no pid index")
+        emit("parcel_time_series_query", round(t_q * 1000, 2), "ms", sigs_rows=total, scenes=scenes, partitions=parts,
+             index_served="Seq Scan on sigs" not in plan and "Index" in plan,
+             note="one parcel and band joined with dias_catalogue through the partitioned sigs, no pid index")
+        from cbm_ops.analyst import time_series_latency
+
+        rng = np.random.default_rng(3)
+        lat = time_series_latency(url, cfg, [int(p) for p in rng.choice(pids, 300, replace=False)], tstype="s2")
+        emit("api_parcel_time_series_p95", lat["p95_ms"], "ms", "p95 <= 50 ms", lat["p95_ms"] <= 50,
+             p50_ms=lat["p50_ms"], max_ms=lat["max_ms"], calls=lat["calls"], rows=lat["rows"], sigs_rows=total,
+             note=f"cbm_ops.analyst.parcel_time_series as the API runs it (read-only transaction, canonical "
+                  f"observations, all S2 bands), 300 random parcels; {scenes} full-tile scenes of 188k parcels")
+
+        if not skip_s1:
+            c0 = cpu_seconds()
+            s1 = s1_scenes(url, cfg, DATA, TILE_X0, TILE_Y0, EPSG, T)
+            for res in s1:
+                emit(f"scene_end_to_end_s1_{res['scene']}", res["seconds"], "s",
+                     "<= 1.2 x the read time of its two bands" if res["scene"] == 3 else None,
+                     res["ratio"] <= 1.2 if res["scene"] == 3 else None, **res,
+                     note={1: "first scene on a new lattice: parcels intersecting the footprint (spatial query) "
+                              "rasterized on its grid",
+                           2: "the lattice repeats: indexed for all AOI parcels and stored",
+                           3: "steady state: stored lattice index (cached in the worker)"}[res["scene"]])
+            steady = s1[-1]
+            costs["s1_scene_core_s"] = round(steady["seconds"] * (cpu_seconds() - c0) /
+                                             max(sum(x["seconds"] for x in s1), 1e-9), 2)
+            costs["s1_rows_per_scene"] = steady["rows"] or 0
     finally:
         pg.stop()
+    return costs
 
 
-def peers(geoms: np.ndarray, st: np.ndarray, t_ours: float) -> None:
-    """exactextract (full) and rasterstats (subset, extrapolated) on the GeoTIFF band."""
-    from exactextract import exact_extract
+def peers(geoms: np.ndarray) -> None:
+    """zonal_stats (ours) vs exactextract (full) and rasterstats (subset, extrapolated), GeoTIFF band."""
+    from bench_rasterize import bench_zonal
 
-    ops = ["count", "mean", "stdev", "min", "max", "quantile(q=0.25)", "median", "quantile(q=0.75)"]
-    t0 = time.perf_counter()
-    exact_extract(str(DATA / "B04.tif"), str(DATA / "parcels.gpkg"), ops, output="gdal",
-                  output_options={"filename": str(OUT / "exactextract.csv")})
-    t_ex = time.perf_counter() - t0
-    n_ex = sum(1 for _ in open(OUT / "exactextract.csv")) - 1
-    emit("exactextract_8_ops_full_tile", round(t_ex, 1), "s", parcels=n_ex, ours_s=round(t_ours, 3),
+    r = bench_zonal(DATA / "B04.tif", geoms, vector_path=DATA / "parcels.gpkg")
+    emit("zonal_stats_end_to_end", r["ours_s"], "s", ">= 20 x exactextract",
+         r.get("exactextract_over_ours", 0) >= 20, runs=r["ours_runs_s"])
+    emit("exactextract_8_ops_full_tile", r.get("exactextract_s"), "s", ours_s=r["ours_s"],
+         exactextract_over_ours=r.get("exactextract_over_ours"),
          note="reads the GeoTIFF itself; fractional pixel coverage (other membership rule than the "
               "pixel-centre one), so values differ at parcel edges")
-    from rasterstats import zonal_stats
-
-    n = 2000
-    sub = geoms[:: max(1, geoms.size // n)][:n]
-    t0 = time.perf_counter()
-    zonal_stats(list(sub), str(DATA / "B04.tif"), nodata=0,
-                stats="count mean std min max percentile_25 percentile_50 percentile_75")
-    t_rs = time.perf_counter() - t0
-    emit("rasterstats_8_stats_subset", round(t_rs, 2), "s", parcels=int(sub.size))
-    emit("rasterstats_8_stats_full_tile_EXTRAPOLATED", round(t_rs * geoms.size / sub.size, 1), "s",
-         note=f"extrapolated linearly from {sub.size} parcels, not measured")
+    emit("rasterstats_8_stats_subset", r["rasterstats_subset_s"], "s", parcels=r["rasterstats_subset_parcels"],
+         exact_vs_ours=r["exact_vs_rasterstats"])
+    emit("rasterstats_8_stats_full_tile_EXTRAPOLATED", r["rasterstats_full_s_EXTRAPOLATED"], "s",
+         over_ours=r["rasterstats_over_ours_EXTRAPOLATED"],
+         note=f"extrapolated linearly from {r['rasterstats_subset_parcels']} parcels, not measured")
 
 
 if __name__ == "__main__":
