@@ -11,8 +11,13 @@ indexes and throttled by the AOI's pool; each map index is labelled with the sce
 covers from the moment it starts, and its log opens with the batch.
 
 Runs:
-* scheduled (continuous mode): harvests ``[interval start - lookback_days, interval end]``
-  and extracts every pending scene of the AOI, so earlier failures are retried; once the
+* scheduled (continuous mode): harvests ``[interval start - lookback_days, interval end]``,
+  widened back over any time no successful harvest covered (an outage longer than the
+  look-back loses nothing), and extracts every pending scene of the AOI, so earlier
+  failures are retried; a completeness task compares the acquisitions the revisit
+  pattern implies with what was harvested and extracted (a warning listing the gaps;
+  it fails the run past ``completeness.fail_above_pct``); when ``ordering.enabled``, the
+  missing Sentinel-1 CARD products are ordered from the DIAS; once the
   interval starts after the AOI's ``end_date`` (campaign over) a scheduled run does
   nothing, so the run that unpausing creates is harmless;
 * backfill (``airflow backfill create``): harvests and extracts the run's interval only,
@@ -37,7 +42,7 @@ from airflow.sdk import Param, TriggerRule, dag, get_current_context, task, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from cbm_ops.config import CARD_STAGES, AoiConfig, load_all
+from cbm_ops.config import CARD_STAGES, AoiConfig, load_valid
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
@@ -236,12 +241,23 @@ def build_dag(cfg: AoiConfig):
                     if not ctx["params"]["harvest"] or card not in ctx["params"]["cards"]:
                         log.info("harvest of %s not requested in this run", card)
                         return {"skipped": True}
-                    start, end = run_windows(cfg, ctx)["harvest"]
+                    w = run_windows(cfg, ctx)
+                    start, end = w["harvest"]
                     if start is None:
                         log.info("the run's window is outside the AOI's campaign %s..%s: nothing to harvest",
                                  cfg.start_date, cfg.end_date)
                         return {"skipped": True}
-                    return do_harvest(_urls(cfg), cfg, start, end, cards=[card]).as_dict()
+                    widened_from = note = None
+                    if w["mode"] == "continuous":
+                        from cbm_ops.catalogue import widened_window
+
+                        # after an outage longer than the look-back: back to the last harvest
+                        new_start, end, note = widened_window(_urls(cfg), cfg, card, start, end)
+                        if note:
+                            widened_from, start = start, new_start
+                    out = do_harvest(_urls(cfg), cfg, start, end, cards=[card], widened_from=widened_from,
+                                     note=note).as_dict()
+                    return out | {"window": [str(start), str(end)], "widened": note}
 
                 harvest()
 
@@ -353,10 +369,57 @@ def build_dag(cfg: AoiConfig):
                 log.warning("%s", n)
             return out
 
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def completeness() -> dict[str, Any]:
+            """Expected acquisitions (revisit pattern) vs harvested vs extracted over the
+            run's harvest window: a warning lists the gaps; fails past fail_above_pct."""
+            from cbm_ops.completeness import completeness as check
+
+            ctx = get_current_context()
+            if not cfg.completeness.enabled:
+                return {"skipped": "completeness.enabled is off"}
+            start, end = run_windows(cfg, ctx)["harvest"]
+            if start is None:
+                return {"skipped": "outside the campaign"}
+            windows = [ctx["ti"].xcom_pull(task_ids=f"catalogue.harvest_{c}") or {} for c in cfg.cards]
+            starts = [dt.datetime.fromisoformat(x["window"][0]) for x in windows if x.get("window")]
+            start = min([start, *starts])
+            rep = check(_urls(cfg), cfg, start, end,
+                        cards=[c for c in ctx["params"]["cards"] if c in cfg.cards])
+            (log.warning if rep.gaps else log.info)("%s", rep.table())
+            if rep.failed:
+                raise AirflowFailException(rep.failure_message())
+            return rep.as_dict()
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def order_s1_card() -> dict[str, Any]:
+            """Order the S1 GRD/SLC products of the window without CARD counterpart (DIAS
+            processing service, Airflow connection ordering.conn_id); poll open orders."""
+            from airflow.sdk import BaseHook
+
+            from cbm_ops import ordering
+
+            ctx = get_current_context()
+            start, end = run_windows(cfg, ctx)["harvest"]
+            if start is None:
+                return {"skipped": "outside the campaign"}
+            client = ordering.client_from_connection(cfg, BaseHook.get_connection(cfg.ordering.conn_id))
+            rep = ordering.run_ordering(_urls(cfg), cfg, start, end, client)
+            for p in rep.problems:
+                log.error("%s", p)
+            if rep.problems:
+                raise AirflowFailException(f"{len(rep.problems)} orders refused/failed: {rep.problems[0]}")
+            return rep.as_dict()
+
         s = setup()
         cat = catalogue_group()
         ras = rasterize_group()
         s >> cat >> ras
+        checks = [completeness()]
+        if cfg.ordering.enabled:
+            checks.append(order_s1_card())
+        for t in checks:
+            cat >> t
         groups = {st: stage_group(st) for st in stages}
         chain_s2 = [groups[st] for st in ("scl", "s2_10m", "s2_20m") if st in groups]
         for a, b in zip(chain_s2, chain_s2[1:], strict=False):
@@ -387,6 +450,8 @@ def build_dag(cfg: AoiConfig):
 
         c = cleanup()
         for t in tails or [ras]:
+            t >> c
+        for t in checks:                   # upstream of cleanup: the verdict sees their final state
             t >> c
         c >> summary() >> verdict()
 
@@ -444,5 +509,7 @@ def _docker_extract(cfg: AoiConfig, stage: str, batches):
     ).expand(command=commands(batches))
 
 
-for _cfg in load_all().values():
+# An invalid AOI file leaves the other AOIs' DAGs in place; dags/cbm_config_check.py shows
+# it as an import error that names the file.
+for _cfg in load_valid()[0].values():
     globals()[f"cbm_{_cfg.name}"] = build_dag(_cfg)

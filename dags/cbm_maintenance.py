@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from cbm_ops.config import AoiConfig, load_all
+from cbm_ops.config import AoiConfig, load_valid
 
 UTC = dt.UTC
 
@@ -96,5 +96,5 @@ def build_maintenance_dag(cfg: AoiConfig):
     return maintenance_dag()
 
 
-for _cfg in load_all().values():
+for _cfg in load_valid()[0].values():        # an invalid AOI file: see dags/cbm_config_check.py
     globals()[f"cbm_{_cfg.name}_maintenance"] = build_maintenance_dag(_cfg)

@@ -230,6 +230,12 @@ def test_dag_runs_end_to_end_on_the_real_sample(test_aoi, db_url, db_schema):
         1 for p in rep["clear"].values() for _ in p)
     maize = next(p for p in rep["parcels"] if p["kind"] == "LPIS parcel")
     assert maize["crop"] == "Maize" and maize["s2_obs"] == scenes["s2"] and maize["s1_obs"] == scenes["bs"]
+    # The completeness task ran over the run's window and says what it found.
+    ti = next(t for t in run.get_task_instances() if t.task_id == "completeness")
+    assert str(ti.state) == "success"
+    with psycopg.connect(db_url) as c:
+        harvested = c.execute(f'SELECT count(*) FROM "{s}".harvest_log WHERE status = %s', ('ok',)).fetchone()[0]
+    assert harvested >= 3                                            # one logged harvest per card
     # Running the same DAG again changes no row count.
     again = run_dag("cbm_test_flanders", conf)
     assert str(again.state) == "success"
@@ -310,3 +316,23 @@ def test_docker_variant_builds_and_is_skipped_without_engine(tmp_path, airflow_e
     if docker is None or subprocess.run([docker, "info"], capture_output=True).returncode != 0:
         pytest.skip("no Docker engine reachable: the containerised extraction cannot run here")
     pytest.fail("a Docker engine is reachable: run the image build and the docker DAG here")  # pragma: no cover
+
+
+def test_an_invalid_aoi_file_is_an_import_error_and_leaves_the_other_dags(tmp_path, airflow_env):
+    from airflow.dag_processing.dagbag import DagBag
+
+    d = tmp_path / "aois"
+    d.mkdir()
+    good = yaml.safe_load(DEMO.read_text())
+    good.update(name="good_one", schema="good_one")
+    (d / "good_one.yaml").write_text(yaml.safe_dump(good))
+    (d / "broken.yaml").write_text("start_date: 2020-01-01\ncataloge: {}\n")
+    os.environ["CBM_AOI_DIR"] = str(d)
+    try:
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+    finally:
+        os.environ["CBM_AOI_DIR"] = airflow_env["CBM_AOI_DIR"]
+    assert set(bag.dag_ids) == {"cbm_good_one", "cbm_good_one_maintenance"}
+    assert list(bag.import_errors) == [str(ROOT / "dags" / "cbm_config_check.py")]
+    msg = next(iter(bag.import_errors.values()))
+    assert str(d / "broken.yaml") in msg and "cataloge" in msg
