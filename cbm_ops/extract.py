@@ -146,10 +146,10 @@ def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig, footprint: byte
                 nodata = bf.nodata
             bounds = tuple(ds.bounds)
             if win is None:
-                return BandRead(None, 0, 0, idx, nodata, bounds, epsg)  # type: ignore[arg-type]
+                return BandRead(None, 0, 0, idx, nodata, bounds, epsg)
             window, r0, c0 = win
             arr = ds.read(bf.index, window=window)
-            return BandRead(arr, r0, c0, idx, nodata, bounds, epsg)  # type: ignore[arg-type]
+            return BandRead(arr, r0, c0, idx, nodata, bounds, epsg)
     except GridError as exc:
         raise SceneError("Grid error", f"{bf.band}: {exc}", retryable=False) from None
     except RasterioError as exc:

@@ -412,6 +412,26 @@ def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx1
              server="throwaway cluster: fsync=off, synchronous_commit=off, full_page_writes=off",
              note="into the partitioned sigs (the scene's leaf table): partition lookup + payload build + DELETE "
                   "old rows + binary COPY + queue completion, one transaction")
+        # the same COPY into an unpartitioned table with the same key, alternating, same run
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("CREATE TABLE bench.sigs_plain (LIKE bench.sigs INCLUDING DEFAULTS)")
+            c.execute("ALTER TABLE bench.sigs_plain ADD PRIMARY KEY (obsid, pid, band)")
+        paired: dict[str, list[float]] = {"partitioned": [], "unpartitioned": []}
+        for k in range(6):
+            kind = ("partitioned", "unpartitioned")[k % 2]
+            obsid = 5000 + k
+            part = ensure_partition(url, cfg, obsid).sigs if kind == "partitioned" else "sigs_plain"
+            t0 = time.perf_counter()
+            with transaction(url) as conn:
+                writer.copy_sigs(conn, cfg.schema, part, pids, obsid, bands, [st] * 4)
+            paired[kind].append(time.perf_counter() - t0)
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("DROP TABLE bench.sigs_plain")
+            c.execute(f"DELETE FROM bench.{ensure_partition(url, cfg, 5000).sigs} WHERE obsid >= 5000")
+        emit("copy_partitioned_vs_unpartitioned", {k: round(n_rows / statistics.median(v)) for k, v in paired.items()},
+             "rows/s", runs={k: [round(n_rows / t) for t in v] for k, v in paired.items()},
+             note="binary COPY of one 10 m scene stage alone, into a partition vs a plain table with the same key, "
+                  "alternating")
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("ALTER SYSTEM SET fsync = on")
             c.execute("ALTER SYSTEM SET full_page_writes = on")

@@ -123,7 +123,7 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
         for pol in ("VV", "VH"):
             with rasterio.open(d / f"Gamma0_{pol}.img") as ds:
                 grid = Grid.from_raster(epsg, ds.transform, ds.width, ds.height)
-                idx = index_for_grid(url, cfg, grid)
+                idx = index_for_grid(url, cfg, grid, obsid=ids[0])   # the scene's own: no new sighting
                 from cbm_ops.extract import _window
 
                 win = _window(grid, idx)
@@ -143,8 +143,17 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
     return results
 
 
-_WORKER = r"""
-import json, resource, sys, time
+# Peak RSS of the subprocess itself: VmHWM of /proc/self/status (ru_maxrss would include
+# the RSS the parent had when it forked, on Linux).
+_HWM = r"""
+def hwm_gb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 2**20, 2)
+"""
+
+_WORKER = _HWM + r"""
+import json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from cbm_ops import kernels
@@ -157,7 +166,7 @@ t_load = time.perf_counter() - t0
 band = np.random.default_rng(1).integers(1, 5000, (10980, 10980), dtype=np.uint16)   # one decoded 10 m band
 st = kernels.parcel_stats(band, 0, 0, idx.run_ptr, idx.run_row, idx.run_c0, idx.run_c1, idx.max_pixels, 0)
 print(json.dumps({"load_s": round(t_load, 2), "parcels_with_data": int((st[:, 0] > 0).sum()),
-                  "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}))
+                  "peak_rss_gb": hwm_gb()}))
 """
 
 
@@ -169,8 +178,8 @@ def million_parcels(data: Path, n: int = 1_000_000) -> dict[str, Any]:
     worker subprocess loads the stored index and computes the statistics of one full
     10 m band (10980 x 10980 uint16) over it, as an extraction task does.
     """
-    builder = r"""
-import json, resource, sys, time
+    builder = _HWM + r"""
+import json, sys, time
 import numpy as np, shapely
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/scripts"]
 from synthetic_parcels import extent_for, make_parcels
@@ -190,8 +199,7 @@ open(sys.argv[2] + ".json", "w").write(json.dumps({"grid": {"epsg": g.epsg, "res
                                                             "width": g.width, "height": g.height}}))
 print(json.dumps({"parcels": int(geoms.size), "generate_s": round(t_gen, 1), "index_build_s": round(t_build, 2),
                   "grid": [g.width, g.height], "runs": idx.n_runs, "pixels": int(idx.npix.sum()),
-                  "stored_mb": round(len(data) / 1e6, 1),
-                  "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}))
+                  "stored_mb": round(len(data) / 1e6, 1), "peak_rss_gb": hwm_gb()}))
 """
     path = data / f"index_{n}.npz"
     b = subprocess.run([sys.executable, "-c", builder, str(ROOT), str(path), str(n)], capture_output=True,
@@ -225,7 +233,8 @@ def denmark_year(f: dict[str, float], cores: int = 8, workers: int = 4) -> dict[
     db_s = rows / f["write_rows_per_s"]
     eff = 0.8
     wall = cpu / cores / eff + db_s / cores
-    return {"model": denmark_year.__doc__.split("Model (")[1].split("The database")[0].strip().replace("\n", " "),
+    model = " ".join((denmark_year.__doc__ or "").split("Model (")[1].split()).rstrip(".")
+    return {"model": "(" + model,
             "inputs": f, "s2_granules": n_s2, "s1_scenes": n_s1, "cpu_core_hours": round(cpu / 3600, 1),
             "sigs_hists_rows": int(rows), "db_copy_hours_one_core": round(db_s / 3600, 2),
             "projected_wall_hours_8_vcpu": round(wall / 3600, 1), "efficiency_assumed": eff,
