@@ -67,7 +67,8 @@ def find_bindir() -> str:
                        "run scripts/install-system-deps.sh (or set PG_BINDIR)")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -119,7 +120,7 @@ class TempPostgis:
             as_user = "postgres"
             pw = pwd.getpwnam(as_user)
             os.chown(directory, pw.pw_uid, pw.pw_gid)
-        pg = cls(directory=directory, port=_free_port(), bindir=bindir, as_user=as_user,
+        pg = cls(directory=directory, port=free_port(), bindir=bindir, as_user=as_user,
                  dbname=dbname)
         data = os.path.join(directory, "data")
         try:

@@ -340,7 +340,7 @@ def release(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str) -> N
     refresh_status(conn, cfg.schema, [c.obsid])
 
 
-def refresh_status(conn: psycopg.Connection, schema: str, obsids: list[int]) -> None:
+def refresh_status(conn: psycopg.Connection, schema: str, obsids: list[int] | None) -> None:
     """Recompute ``dias_catalogue.status`` of some scenes from their stages.
 
     The catalogue rows are locked first (in id order, after the caller's stage rows):
@@ -350,9 +350,9 @@ def refresh_status(conn: psycopg.Connection, schema: str, obsids: list[int]) -> 
     ``extracted`` when every stage is; ``No parcels`` when every stage is extracted or
     ``No parcels``; otherwise ``ingested`` (stages still waiting).
     """
-    if not obsids:
+    if obsids is not None and not obsids:
         return
-    ids = sorted(set(obsids))
+    ids = sorted(set(obsids)) if obsids is not None else None   # None: every scene
     conn.execute(q("catalogue_lock", schema=schema), {"obsids": ids})
     conn.execute(q("scene_status_refresh", schema=schema), {"obsids": ids})
 
@@ -446,10 +446,7 @@ def requeue(url: str, cfg: AoiConfig, obsids: list[int] | None, stages: list[str
         n = conn.execute(q("queue_requeue", schema=cfg.schema),
                          {"obsids": obsids, "stages": stages or list(cfg.stages),
                           "lock_ns": lock_ns(cfg.schema)}).rowcount
-        if obsids is not None:
-            refresh_status(conn, cfg.schema, obsids)
-        else:
-            conn.execute(q("scene_status_refresh_all", schema=cfg.schema))
+        refresh_status(conn, cfg.schema, obsids)
     return n
 
 

@@ -97,26 +97,6 @@ def make_quadrilaterals(n_target: int, seed: int = 1) -> np.ndarray:
     return shapely.polygons(np.stack([xs, ys], axis=-1))
 
 
-def write_gpkg(path: Path, geoms: np.ndarray) -> None:
-    from osgeo import gdal, ogr, osr
-
-    gdal.UseExceptions()
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(EPSG)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
-    lyr = ds.CreateLayer("parcels", srs, ogr.wkbPolygon)
-    lyr.CreateField(ogr.FieldDefn("name", ogr.OFTString))
-    defn = lyr.GetLayerDefn()
-    lyr.StartTransaction()
-    for k, wkb in enumerate(shapely.to_wkb(geoms)):
-        f = ogr.Feature(defn)
-        f.SetField("name", f"p{k + 1}")
-        f.SetGeometry(ogr.CreateGeometryFromWkb(wkb))
-        lyr.CreateFeature(f)
-    lyr.CommitTransaction()
-    ds = None
-
-
 def make_rasters(geoms: np.ndarray, seed: int = 2) -> None:
     from rasterio.features import rasterize
 
@@ -226,6 +206,8 @@ def main() -> int:
         for old in DATA.glob("generated-*"):
             old.unlink()
         t0 = time.perf_counter()
+        from bench_rasterize import write_gpkg
+
         make_rasters(geoms)
         write_gpkg(DATA / "parcels.gpkg", geoms)
         stamp.write_text(dt.datetime.now(dt.UTC).isoformat())

@@ -45,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from cbm_ops.devdb import free_port  # noqa: E402  (the package, also without an install)
+
 SETTINGS_FILE = ROOT / "deploy" / "airflow.env"
 DEFAULT_STATE = ROOT / "stack-output"
 VENV_BIN = Path(sys.executable).parent
@@ -74,12 +77,6 @@ def settings(path: Path = SETTINGS_FILE) -> dict[str, str]:
     if empty:
         raise StackError(f"{path}: no value for {', '.join(empty)}")
     return {k: str(v) for k, v in values.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

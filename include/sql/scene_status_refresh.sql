@@ -1,6 +1,6 @@
 -- Keep dias_catalogue.status a summary of the scenes' stages (rows locked by catalogue_lock):
 -- a named error of any stage; inprogress if a stage is claimed; extracted when all stages
--- are; 'No parcels' when all are extracted or 'No parcels'; else ingested.
+-- are; 'No parcels' when all are extracted or 'No parcels'; else ingested. obsids NULL: every scene.
 WITH agg AS (
     SELECT obsid,
            CASE
@@ -12,7 +12,7 @@ WITH agg AS (
                ELSE 'ingested'
            END AS summary
     FROM {schema}.scene_stages
-    WHERE obsid = ANY (%(obsids)s::int[])
+    WHERE (%(obsids)s::int[] IS NULL OR obsid = ANY (%(obsids)s::int[]))
     GROUP BY obsid
 )
 UPDATE {schema}.dias_catalogue c
