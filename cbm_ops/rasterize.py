@@ -397,6 +397,7 @@ def store_index(conn, cfg: AoiConfig, idx: ParcelIndex) -> int:
 
 
 _CACHE: OrderedDict[tuple, ParcelIndex] = OrderedDict()
+_SCENE_OF: dict[tuple, int | None] = {}      # scene index key -> the scene (obsid) it was last used for
 _CACHE_SIZE = 4
 
 
@@ -432,10 +433,11 @@ def index_for_grid(url: str, cfg: AoiConfig, image: Grid, footprint: bytes | Non
         row = conn.execute(q("grid_get", schema=cfg.schema), {**key, "version": version}).fetchone()
     scene_key = (url, cfg.schema, "scene", lattice, cfg.all_touched, version, image.x0, image.y0,
                  image.width, image.height, hash(footprint) if footprint else None)
-    if row is None and scene_key in _CACHE:              # the scene's next band
+    if row is None and scene_key in _CACHE and _SCENE_OF.get(scene_key) == obsid:   # the scene's next band
         _CACHE.move_to_end(scene_key)
         return _CACHE[scene_key]
     if row is None:
+        _SCENE_OF[scene_key] = obsid
         with transaction(url) as conn:
             seen = conn.execute(q("grid_sighting", schema=cfg.schema), {**key, "obsid": obsid}
                                 ).fetchone()[0]  # type: ignore[index]

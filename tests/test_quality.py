@@ -184,3 +184,27 @@ def test_overwritten_real_envi_file_is_quarantined(db_url, db_schema, tmp_path, 
     why = out["results"][0]["error"]
     assert "VHb" in why and ("physically impossible" in why if damage == "random" else "valid pixels" in why)
     assert sigs_count(db_url, db_schema) == 0
+
+
+def test_a_repeating_s1_lattice_becomes_a_stored_index(db_url, db_schema, tmp_path):
+    """Two REAL CARD-BS products on one lattice: the first is indexed for its own parcels
+    (footprint query), the second makes the lattice a stored index, with the same pixels."""
+    feats = json.loads((SAMPLE / "catalogue" / "s1_card_bs.json").read_text())["features"][40:42]
+    for feat in feats:
+        rel = feat["properties"]["productIdentifier"][len("/eodata/"):]
+        shutil.copytree(SAMPLE / "eodata" / rel, tmp_path / "eodata" / rel)
+    write_catalogue(tmp_path / "catalogue" / "s1.json", feats)
+    cfg = sample_cfg(db_schema, tmp_path)
+    import_parcels(db_url, cfg)
+    from cbm_ops.catalogue import harvest
+
+    assert harvest(db_url, cfg, dt.datetime(2017, 8, 1), dt.datetime(2018, 12, 1)).inserted == 2
+    out = run_queue(db_url, cfg, "bs")
+    assert out["by_status"] == {"extracted": 2}
+    with psycopg.connect(db_url) as c:
+        sources = [r[0]["index_version"].split(":", 2)[2] for r in c.execute(
+            f'SELECT lineage FROM "{db_schema}".scene_stages ORDER BY obsid')]
+        grids = c.execute(f'SELECT count(*) FROM "{db_schema}".parcel_grids').fetchone()[0]
+        per_scene = [r[0] for r in c.execute(f'SELECT count(*) FROM "{db_schema}".sigs GROUP BY obsid ORDER BY obsid')]
+    assert sources[0] == "scene" and sources[1].startswith("stored:") and grids == 1
+    assert per_scene[0] == per_scene[1] > 0            # the same parcels have data on both grids
