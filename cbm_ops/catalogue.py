@@ -1154,8 +1154,11 @@ def widened_window(url: str, cfg: AoiConfig, card: str, start: dt.datetime, end:
     if not cfg.harvest.widen:
         return start, end, None
     floor = dt.datetime.combine(cfg.start_date, dt.time())
-    if cfg.harvest.max_widen_days is not None:
-        floor = max(floor, end - dt.timedelta(days=cfg.harvest.max_widen_days))
+    since = f"the campaign from its start {floor:%Y-%m-%d}"
+    if cfg.harvest.max_widen_days is not None and end - dt.timedelta(days=cfg.harvest.max_widen_days) > floor:
+        floor = end - dt.timedelta(days=cfg.harvest.max_widen_days)
+        since = (f"{floor:%Y-%m-%d %H:%M}..{start:%Y-%m-%d %H:%M} "
+                 f"(harvest.max_widen_days {cfg.harvest.max_widen_days:g})")
     if start <= floor:
         return start, end, None
     # the earliest time of [floor, start] that no successful harvest covered
@@ -1172,8 +1175,7 @@ def widened_window(url: str, cfg: AoiConfig, card: str, start: dt.datetime, end:
         lookback = dt.timedelta(days=cfg.lookback_days)
         new_start = max(hole - lookback, floor) if hole > floor else floor
         what = (f"no successful {card} harvest covers {hole:%Y-%m-%d %H:%M}..{start:%Y-%m-%d %H:%M}"
-                if hole > floor else
-                f"no successful {card} harvest covers the campaign from its start {floor:%Y-%m-%d}")
+                if hole > floor else f"no successful {card} harvest covers {since}")
     if card in cfg.ordering.cards and cfg.ordering.enabled:
         with transaction(url) as conn:
             ordered = one(conn.execute(q("order_items_outstanding", schema=cfg.schema), {

@@ -193,7 +193,8 @@ def test_outage_widens_the_scheduled_window(db_url, db_schema):
         assert catalogue.widened_window(db_url, cfg, "bs", *nxt)[0] == dt.datetime(2024, 1, 10)
         # bounded by harvest.max_widen_days, and off with harvest.widen
         capped = cfg.model_copy(update={"harvest": cfg.harvest.model_copy(update={"max_widen_days": 20})})
-        assert catalogue.widened_window(db_url, capped, "bs", *nxt)[0] == nxt[1] - dt.timedelta(days=20)
+        s, _, why = catalogue.widened_window(db_url, capped, "bs", *nxt)
+        assert s == nxt[1] - dt.timedelta(days=20) and "harvest.max_widen_days 20" in why and "campaign" not in why
         off = cfg.model_copy(update={"harvest": cfg.harvest.model_copy(update={"widen": False})})
         assert catalogue.widened_window(db_url, off, "bs", *nxt) == (*nxt, None)
     with psycopg.connect(db_url) as c:

@@ -4,7 +4,8 @@ The stack runs the DAGs of three copies of the demo AOI, each with its own schem
 stack's results PostGIS:
 
 * ``stack_test``: scenarios 1 (trigger with Params, both workers), 3 (backfill) and 5 (pool);
-* ``stack_cont``: scenario 2 (unpausing creates a scheduled run); open campaign (no end_date);
+* ``stack_cont``: scenario 2 (unpausing creates a scheduled run); open campaign (no end_date),
+  never harvested, so the scheduled run widens its harvest window (bounded to ``WIDEN_DAYS``);
 * ``stack_kill``: scenario 4 (a worker host dies mid-batch); manual only, one batch per stage.
 
 Test settings (environment overrides of the stack): a 20 s task heartbeat timeout (Airflow
@@ -33,6 +34,7 @@ STATE = ROOT / "stack-test-output"
 DEMO = ROOT / "include" / "aois" / "demo_flanders.yaml"
 POOL_SLOTS = 2
 HEARTBEAT_TIMEOUT_S = 20
+WIDEN_DAYS = 30
 OVERRIDES = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
@@ -53,7 +55,9 @@ def _aoi(name: str, **changes) -> dict:
 
 AOIS = {
     "stack_test": _aoi("stack_test", batch_size=2),
-    "stack_cont": _aoi("stack_cont", batch_size=2, end_date=None),
+    # open campaign never harvested: its first scheduled run widens back, bounded here to
+    # WIDEN_DAYS (unbounded it would reach start_date 2017 and harvest the whole sample)
+    "stack_cont": _aoi("stack_cont", batch_size=2, end_date=None, harvest={"max_widen_days": WIDEN_DAYS}),
     "stack_kill": _aoi("stack_kill", batch_size=20, schedule=None),
 }
 

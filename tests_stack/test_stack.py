@@ -13,7 +13,7 @@ import time
 
 import psutil
 import pytest
-from conftest import AOIS, HEARTBEAT_TIMEOUT_S, POOL_SLOTS
+from conftest import AOIS, HEARTBEAT_TIMEOUT_S, POOL_SLOTS, WIDEN_DAYS
 
 WINDOW = {"start": "2018-05-01", "end": "2018-06-01"}
 STAT_COLS = "count, mean, std, min, max, p25, p50, p75"
@@ -171,9 +171,13 @@ def test_2_unpause_runs_the_scheduled_interval_with_lookback(api, db, record):
     assert setup["windows"]["extract"] == [None, None]                   # every pending scene
     harvest = xcom(api, d, done["dag_run_id"], "catalogue.harvest_s2")
     assert not harvest.get("skipped") and harvest["inserted"] == 0       # harvested; the sample ends in 2018
+    # never harvested before: widened back over the uncovered time, bounded by max_widen_days
+    widened = [(di[1] - dt.timedelta(days=WIDEN_DAYS)).replace(tzinfo=None).isoformat(sep=" "), naive[1]]
+    assert harvest["window"] == widened and "max_widen_days" in (harvest["widened"] or ""), harvest
     assert db.execute("SELECT count(*) FROM stack_cont.dias_catalogue").fetchone()[0] == 0
     record("2_scheduled", {"wall_s": round(wall, 1), "run_id": done["dag_run_id"],
-                           "data_interval": [str(x) for x in di], "harvest_window": naive})
+                           "data_interval": [str(x) for x in di], "harvest_window": naive,
+                           "widened_window": widened, "widened_note": harvest["widened"]})
 
 
 # ----------------------------------------------------------------------------- scenario 3
