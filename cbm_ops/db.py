@@ -222,6 +222,31 @@ def close_pools() -> None:
     _close_pools()
 
 
+# SQLSTATEs of a server that went away: connection exceptions (class 08), administrator or
+# crash shutdown, server still starting (PostgreSQL Appendix A, "Error Codes").
+_CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database connection was lost or could not be had.
+
+    True for a pool timeout, an interface error (closed connection), and an operational
+    error without SQLSTATE (the socket died: "server closed the connection unexpectedly",
+    "connection failed") or with a connection-exception or shutdown SQLSTATE (class 08,
+    57P01-57P03). False for errors of a statement on a healthy connection, which retrying
+    the same work does not cure: ``QueryCanceled`` (statement_timeout), deadlocks, disk
+    full, limits exceeded, lock timeouts.
+    """
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, (PoolTimeout, psycopg.InterfaceError)):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _CONNECTION_LOST_STATES
+
+
 @contextmanager
 def transaction(url: str) -> Iterator[psycopg.Connection]:
     """A pooled connection whose work commits on success and rolls back on any exception.

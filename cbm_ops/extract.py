@@ -26,6 +26,7 @@ import psycopg
 
 from . import kernels, lineage, quality, queue, writer
 from .config import STAGES, AoiConfig
+from .db import is_connection_lost
 from .partitions import ensure_partition
 from .rasterize import Grid, GridError, ParcelIndex, build_index, index_for_grid
 from .runtime import configure_threads
@@ -301,7 +302,7 @@ class DatabaseUnavailable(RuntimeError):
     """The database stayed unreachable longer than the AOI's ``db_retry_minutes``."""
 
 
-TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)   # candidates; see is_connection_lost
 
 
 class _Backoff:
@@ -382,17 +383,25 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
     session = queue.Session(url)
     backoff = _Backoff(cfg.db_retry_minutes * 60.0)
     in_flight: queue.Claim | None = None
+    lost_with: Counter[int] = Counter()      # connection losses while a scene was in flight
     held: list[tuple[int, str, dt.datetime]] = []
     try:
         while limit is None or len(results) < limit:
             try:
                 if in_flight is not None:      # a claim of ours from before a reconnect: give it back
-                    with session.tx() as conn:
-                        queue.release(conn, cfg, in_flight, owner)
+                    lost_with[in_flight.obsid] += 1
+                    if lost_with[in_flight.obsid] < cfg.max_attempts:
+                        with session.tx() as conn:
+                            queue.release(conn, cfg, in_flight, owner)
+                    else:                      # the connection dies with this scene every time
+                        log.warning("scene %s %s was in flight at %d connection losses: not given back, "
+                                    "its attempts count", in_flight.reference, stage, lost_with[in_flight.obsid])
                     in_flight = None
                 with session.tx() as conn:
                     claims = queue.claim(conn, cfg, stage, owner, n=1, obsids=obsids, start=start, end=end)
             except TRANSIENT as exc:
+                if not is_connection_lost(exc):
+                    raise
                 session.reset()
                 backoff.wait(exc, f"claiming {stage} scenes")
                 continue
@@ -408,13 +417,17 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
                 except queue.LeaseLost as exc:
                     log.warning("%s", exc)
                     res = {"obsid": c.obsid, "reference": c.reference, "stage": stage, "status": "lease lost"}
-                except TRANSIENT:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - record it on the scene, go on with the next
+                    if is_connection_lost(exc):
+                        raise
+                    # a statement error on a live connection (statement_timeout, deadlock, disk
+                    # full) is the scene's failure: attempt counted, not retried here forever
                     log.exception("scene %s %s failed", c.reference, stage)
                     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                     res = _record_failure(session, cfg, c, owner, "Failed", detail, True)
             except TRANSIENT as exc:
+                if not is_connection_lost(exc):
+                    raise
                 session.reset()
                 in_flight = c
                 backoff.wait(exc, f"processing scene {c.reference} {stage} (rolled back, will be redone)")
@@ -449,7 +462,9 @@ def _unlock(session: queue.Session, cfg: AoiConfig, c: queue.Claim) -> None:
     try:
         with session.tx() as conn:
             queue.unlock(conn, cfg, c)
-    except TRANSIENT:
+    except TRANSIENT as exc:
+        if not is_connection_lost(exc):
+            raise
         session.reset()          # the lock went with the broken connection
 
 

@@ -205,6 +205,8 @@ def migrate(url: str, cfg: AoiConfig) -> dict[str, object]:
             rows = conn.execute(q("migrate_count_estimate"), {"table": f'"{schema}".{legacy}'}).fetchone()[0]  # type: ignore[index]
             out[table] = {"partition": legacy, "obsids": [0, hi], "rows_estimate": max(int(rows or 0), 0)}
         conn.execute(q_ddl("migrate_register", {"hi": hi}, schema=schema))
+        # the views followed the renamed tables to *_legacy: bind them to the new parents
+        conn.execute(q("schema_views", schema=schema))
     ensure_schema(url, schema, pid_indexes=cfg.pid_indexes)
     log.info("migrated %s to partitioned result tables: %s", schema, out)
     return out

@@ -107,7 +107,9 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
     claim takes a session-level advisory lock (the *liveness lock*, keyed on schema,
     attempt, obsid and stage) on ``conn``: while the claiming process and its connection
     live, nobody else can take the scene; when either dies, PostgreSQL releases the lock
-    and the next claim anywhere takes the scene over (no waiting for the lease). The
+    and the next claim anywhere takes the scene over (no waiting for the lease; the
+    test asks the lock manager row by row, so a scene another worker claims while this
+    statement runs is not taken, see ``include/sql/queue_claim.sql``). The
     lease still frees a scene whose holder is alive but stuck; such a holder's late write
     is refused (:class:`LeaseLost`). Call :func:`unlock` after the stage is completed,
     failed or released.
@@ -140,12 +142,11 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
         "stage": stage, "owner": owner, "n": n, "obsids": obsids, "start": start, "end": end,
         "requires": requires, "max_attempts": cfg.max_attempts, "lease_s": cfg.lease_minutes * 60.0,
         **_lock_params(cfg, stage)}
-    expired = conn.execute(q("queue_exhaust", schema=cfg.schema), params).fetchall()
+    expired = exhaust(conn, cfg, stage, obsids=obsids)
     if expired:
-        ids = [r[0] for r in expired]
-        log.warning("%s: scenes %s gave up after their worker was gone %d times (status %r)", stage, ids,
+        log.warning("%s: scenes %s gave up after their worker was gone %d times (status %r)", stage, expired,
                     cfg.max_attempts, LEASE_EXPIRED)
-        refresh_status(conn, cfg.schema, ids)
+        refresh_status(conn, cfg.schema, expired)
     rows = conn.execute(q("queue_claim", schema=cfg.schema), params).fetchall()
     claims = [Claim(obsid=r[0], stage=stage, attempts=r[1], reference=r[2], obstime=r[3], card=r[4],
                     product_identifier=r[5], epsg=r[6], tile=r[7], processing_baseline=r[8],
@@ -161,6 +162,30 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
     if claims:
         refresh_status(conn, cfg.schema, [c.obsid for c in claims])
     return claims
+
+
+# A stage at its last attempt whose liveness lock is gone gets "Lease expired" only after
+# it has not been touched for this long: a worker whose connection dropped (database
+# restart) reconnects and gives its scene back first (cbm_ops.extract.run_queue).
+EXHAUST_GRACE_S = 120.0
+
+
+def exhaust(conn: psycopg.Connection, cfg: AoiConfig, stage: str, *, obsids: list[int] | None = None
+            ) -> list[int]:
+    """End stages whose holder is gone after their last allowed attempt in ``Lease expired``.
+
+    Gone: the lease expired, or the liveness lock is released and the stage was not
+    touched for :data:`EXHAUST_GRACE_S` seconds. Does not refresh
+    ``dias_catalogue.status`` (the caller does).
+
+    Returns
+    -------
+    list of int
+        The obsids that got ``Lease expired``.
+    """
+    return [r[0] for r in conn.execute(q("queue_exhaust", schema=cfg.schema), {
+        "stage": stage, "max_attempts": cfg.max_attempts, "obsids": obsids, "grace_s": EXHAUST_GRACE_S,
+        **_lock_params(cfg, stage)})]
 
 
 def unlock(conn: psycopg.Connection, cfg: AoiConfig, c: Claim) -> None:
@@ -399,9 +424,7 @@ def cleanup(url: str, cfg: AoiConfig) -> CleanupReport:
     with transaction(url) as conn:
         for stage in cfg.stages:
             kind = STAGES[stage][1]
-            touched += [r[0] for r in conn.execute(q("queue_exhaust", schema=cfg.schema),
-                                                   {"stage": stage, "max_attempts": cfg.max_attempts,
-                                                    "obsids": None, **_lock_params(cfg, stage)})]
+            touched += exhaust(conn, cfg, stage)
             rows = conn.execute(q("cleanup_select", schema=cfg.schema),
                                 {"stage": stage, "max_attempts": cfg.max_attempts,
                                  **_lock_params(cfg, stage)}).fetchall()

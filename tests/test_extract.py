@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import time
 
 import numpy as np
 import psycopg
@@ -421,6 +422,31 @@ def test_crash_during_write_keeps_the_old_complete_result(db_url, db_schema, tmp
     with psycopg.connect(db_url) as c:
         after = c.execute(f'SELECT pid, band, mean FROM "{db_schema}".sigs ORDER BY 1, 2').fetchall()
     assert after == before and len(before) > 0
+
+
+@pytest.mark.parametrize("errcode", ["query_canceled", "deadlock_detected"])
+def test_a_statement_error_on_a_live_connection_fails_the_scene_once(db_url, db_schema, tmp_path, errcode):
+    """statement_timeout, a deadlock: operational errors of a healthy connection are the
+    scene's failure (attempt counted, named status), not an outage retried for ever."""
+    cfg, eodata = make_aoi(db_schema, tmp_path, db_retry_minutes=0.05)
+    t = dt.datetime(2023, 6, 1, 10, 56, 21)
+    name = write_s2_safe(eodata, t, X0, Y0, synthetic_s2_bands())
+    write_catalogue(tmp_path / "catalogue" / "s2.json", [resto_feature(
+        name + ".SAFE", t, "L2A", f"/eodata/Sentinel-2/MSI/L2A/2023/06/01/{name}.SAFE", (2.9, 50.4, 4.5, 51.4))])
+    import_parcels(db_url, cfg)
+    harvest_all(db_url, cfg)
+    with psycopg.connect(db_url) as c:
+        c.execute(f"""CREATE FUNCTION "{db_schema}".boom() RETURNS trigger LANGUAGE plpgsql AS $$
+                      BEGIN RAISE EXCEPTION 'SYNTHETIC {errcode}' USING ERRCODE = '{errcode}'; END $$""")
+        c.execute(f'CREATE TRIGGER boom BEFORE INSERT ON "{db_schema}".hists FOR EACH ROW '
+                  f'EXECUTE FUNCTION "{db_schema}".boom()')
+    t0 = time.monotonic()
+    out = run_queue(db_url, cfg, "scl")
+    assert out["by_status"] == {"Failed": 1} and f"SYNTHETIC {errcode}" in out["results"][0]["error"]
+    assert time.monotonic() - t0 < 60
+    with psycopg.connect(db_url) as c:
+        assert c.execute(f'SELECT status, attempts FROM "{db_schema}".scene_stages WHERE stage = %s',
+                         ("scl",)).fetchall() == [("Failed", 1)]
 
 
 def test_s3_store_gives_the_same_rows_and_cleans_its_cache(db_url, db_schema, tmp_path, monkeypatch):

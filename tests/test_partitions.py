@@ -211,6 +211,12 @@ def test_migration_of_an_unpartitioned_version_1_schema(db_url, db_schema, pid_i
         assert [(p.lo, p.hi) for p in list_partitions(conn, db_schema)] == [(0, 30), (30, 40), (40, 50)]
     sigs = all_rows(db_url, db_schema, "sigs")
     assert len(sigs) == len(before["sigs"]) + 600 + 600
+    # the analyst views read the partitioned parents, not the renamed old tables
+    with psycopg.connect(db_url) as c:
+        in_view = dict(c.execute(f'SELECT obsid, count(*) FROM "{db_schema}".parcel_observations_raw '
+                                 "WHERE obsid IN (31, 47) GROUP BY obsid").fetchall())
+        defs = [r[0] for r in c.execute("SELECT definition FROM pg_views WHERE schemaname = %s", (db_schema,))]
+    assert in_view == {31: 300, 47: 300} and defs and not any("_legacy" in d for d in defs)
     with psycopg.connect(db_url) as c:
         idx = {r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (db_schema,))}
     assert ("sigs_pidx" in idx) is pid_indexes and "sigs_pkey" in idx and "sigs_legacy_pkey" in idx

@@ -69,6 +69,10 @@ def test_coherence_above_one_is_quarantined_then_released(db_url, db_schema, tmp
     assert status == "extracted" and qual["released_by_operator"] is True and qual["passed"] is False
     assert sigs_count(db_url, db_schema) > 0
     assert lin["package_version"] == __version__ and lin["bands"] == ["VVc", "VHc"]
+    # the release covered that extraction only: a later re-run meets the gate again
+    assert queue.requeue(db_url, cfg, [obsid], ["c6"]) == 1
+    assert run_queue(db_url, cfg, "c6")["by_status"] == {"Quarantined": 1}
+    assert stage_rows(db_url, db_schema)["c6"][0] == "Quarantined"
 
 
 def test_negative_backscatter_nan_and_constant_bands(db_url, db_schema, tmp_path):

@@ -128,6 +128,57 @@ def test_concurrent_claimers_never_share_a_scene(db_url, db_schema):
                          ("scl",)).fetchone()[0] == 1
 
 
+def _claim_many_and_hold(url: str, schema: str, k: int, out, go) -> None:
+    """Claim up to 150 scenes one by one on an own session, keep them all (no completion)."""
+    cfg = make_cfg(schema)
+    session = queue.Session(url)
+    owner = queue.new_owner(f"w{k}")
+    go.wait()
+    got = []
+    t_end = time.monotonic() + 30
+    while time.monotonic() < t_end and len(got) < 150:
+        with session.tx() as conn:
+            claims = queue.claim(conn, cfg, "bs", owner, n=1)
+        if not claims:
+            break
+        got.append((claims[0].obsid, claims[0].attempts))
+    out.put(got)
+    time.sleep(3)                              # alive, holding every claim, while the others go on
+    session.close()
+
+
+def test_live_claimers_never_take_each_others_scenes(db_url, db_schema):
+    """A scene claimed (and committed) by one worker while another's claim statement was
+    already running must not pass the other's holder test (pg_locks read once per
+    statement): 4 workers holding their claims on a large queue, every scene once."""
+    cfg = make_cfg(db_schema)
+    seed(db_url, cfg, n_s2=0, n_bs=1)
+    with psycopg.connect(db_url) as c:            # SYNTHETIC queue of 20,000 S1 scenes
+        c.execute(f"""INSERT INTO "{db_schema}".dias_catalogue (obstime, reference, sensor, card, epsg,
+                          product_identifier)
+                      SELECT timestamp '2024-02-01' + g * interval '1 minute', 'S1A_SYNTHETIC_' || g, '1A', 'bs',
+                             32631, '/eodata/y' FROM generate_series(1, 20000) g""")
+        c.execute(f'INSERT INTO "{db_schema}".scene_stages (obsid, stage) '
+                  f'SELECT id, %s FROM "{db_schema}".dias_catalogue ON CONFLICT DO NOTHING', ("bs",))
+        c.execute(f'ANALYZE "{db_schema}".scene_stages')
+        c.execute(f'ANALYZE "{db_schema}".dias_catalogue')
+    ctx = mp.get_context("spawn")
+    out, go = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_claim_many_and_hold, args=(db_url, db_schema, k, out, go)) for k in range(4)]
+    for p in procs:
+        p.start()
+    time.sleep(3)
+    go.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    flat = [o for r in results for o, _ in r]
+    assert len(flat) > 300 and all(len(r) > 0 for r in results), [len(r) for r in results]
+    assert len(flat) == len(set(flat))                        # no scene held by two live workers
+    assert {a for r in results for _, a in r} == {1}          # no attempt burnt by concurrency
+
+
 def _claim_and_hold(url: str, schema: str, label: str, out, seconds: float) -> None:
     """Claim one scene on an own session and keep working on it (sleep) until killed."""
     cfg = make_cfg(schema)                                    # 60 min lease: only liveness frees it
@@ -164,12 +215,46 @@ def test_a_killed_worker_scene_is_claimable_at_once_a_live_one_never(db_url, db_
         again = queue.claim(conn, cfg, "scl", queue.new_owner(label))
     assert [(c.obsid, c.attempts) for c in again] == [(obsid, 2)]
     assert time.monotonic() - t0 < 5
-    # the rescuer's connection dies too: with max_attempts reached the scene gets a named status
+    # the rescuer's connection dies too, at max_attempts: within the grace time the scene
+    # waits (a worker whose connection dropped gives it back on reconnect), then it gets a
+    # named status
     twin.close()
+    with transaction(db_url) as conn:
+        assert queue.claim(conn, cfg, "scl", queue.new_owner("third")) == []
+    assert stage_status(db_url, db_schema, "scl") == {obsid: queue.INPROGRESS}
+    with psycopg.connect(db_url) as c:                         # the grace time passes
+        c.execute(f'UPDATE "{db_schema}".scene_stages SET updated_at = updated_at - %s',
+                  (dt.timedelta(seconds=queue.EXHAUST_GRACE_S + 1),))
     with transaction(db_url) as conn:
         assert queue.claim(conn, cfg, "scl", queue.new_owner("third")) == []
     assert stage_status(db_url, db_schema, "scl") == {obsid: queue.LEASE_EXPIRED}
     assert catalogue_status(db_url, db_schema) == {queue.LEASE_EXPIRED: 1}
+
+
+def test_a_connection_drop_on_the_last_attempt_does_not_burn_the_scene(db_url, db_schema):
+    """The holder's connection is killed (database restart, network) while it works on the
+    scene's last allowed attempt: another worker's claim leaves it alone for the grace time,
+    and the holder, reconnected, gives it back unburnt."""
+    cfg = make_cfg(db_schema, max_attempts=1)
+    seed(db_url, cfg, n_s2=1)
+    holder = queue.Session(db_url)
+    owner = queue.new_owner("holder")
+    with holder.tx() as conn:
+        (c,) = queue.claim(conn, cfg, "scl", owner)
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with transaction(db_url) as conn:                          # another worker, meanwhile
+        assert queue.claim(conn, cfg, "scl", queue.new_owner("other")) == []
+    assert stage_status(db_url, db_schema, "scl") == {c.obsid: queue.INPROGRESS}
+    holder.reset()                                             # reconnect, give it back
+    with holder.tx() as conn:
+        queue.release(conn, cfg, c, owner)
+    assert stage_status(db_url, db_schema, "scl") == {c.obsid: queue.INGESTED}
+    with holder.tx() as conn:
+        again = queue.claim(conn, cfg, "scl", owner)
+    assert [(x.obsid, x.attempts) for x in again] == [(c.obsid, 1)]
+    holder.close()
 
 
 def test_cleanup_and_requeue_take_back_a_dead_worker_scene(db_url, db_schema):
