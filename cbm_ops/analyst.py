@@ -325,7 +325,7 @@ def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands
             means = {r[0]: _finite(r[2]) for r in srows}
             b4, b8 = means.get("B04"), means.get("B08")
             if b4 is not None and b8 is not None and b4 + b8 != 0:
-                ndvi = round((b8 - b4) / (b8 + b4), 6)
+                ndvi = _finite(round((b8 - b4) / (b8 + b4), 6))
         values = {**o, "date_part": _epoch(o["obstime"]), "obstime": o["obstime"].isoformat(), "ndvi": ndvi}
         common = [values.get(n) for n in per_obs]
         stages = lin.get(o["obsid"], {})
@@ -336,7 +336,7 @@ def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands
                 col.append(v)
             band_col.append(band)
             for col, v in zip(stat_cols, stats, strict=True):
-                col.append(None if v != v else v)           # NaN (not JSON) as None
+                col.append(_finite(v))                      # NaN, inf (not JSON) as None
             if lin_col is not None:
                 lin_col.append(stages.get(stage_of.get((card, band), ""), {}).get("lineage"))
     return out
@@ -405,11 +405,15 @@ def parcels_info(conn, cfg: AoiConfig, pids: Sequence[int], with_geometry: bool 
                        {"pids": [int(p) for p in pids], "with_geometry": with_geometry,
                         "wgs84": crs == "4326", "digits": 8 if geographic else 3})
     crop = cfg.parcels.crop_column
-    names = list(dict.fromkeys(["ogc_fid", *attrs] + (["crop"] if crop else []) + ["srid", "area", "clon", "clat"] +
-                               (["geom"] if with_geometry else [])))     # an attribute may be called crop, srid ...
+    computed = ["srid", "area", "clon", "clat"] + (["geom"] if with_geometry else [])
+    # an attribute called like a computed column (LPIS files often have "area") keeps its
+    # value under attr_<name>
+    alias = {a: f"attr_{a}" if a in {*computed, "geom", "crop"} else a for a in attrs}
+    names = ["ogc_fid", *alias.values(), *(["crop"] if crop else []), *computed]
     rows = []
     for pid, values, srid, area, clon, clat, geom in cur:
-        r = {**values, "ogc_fid": pid, "srid": srid, "area": area, "clon": clon, "clat": clat, "geom": geom}
+        r = {alias.get(k, k): v for k, v in values.items()}
+        r.update(ogc_fid=pid, srid=srid, area=area, clon=clon, clat=clat, geom=geom)
         if crop:
             r["crop"] = values.get(crop)
         rows.append(r)
@@ -486,9 +490,20 @@ def parse_polygon(text: str):
         raise BadRequest("polygon: empty; give a WKT or GeoJSON polygon in EPSG:4326")
     if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
         raise BadRequest("polygon: control characters are not allowed")   # GEOS stops reading at a NUL
+    if text.startswith("{"):             # RFC 7946 has no "crs"; an old-style one must say lon/lat
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        crs = doc.get("crs") if isinstance(doc, dict) else None
+        name = crs.get("properties", {}).get("name") if isinstance(crs, dict) and isinstance(
+            crs.get("properties"), dict) else crs
+        if name is not None and not any(k in str(name).upper() for k in ("4326", "CRS84")):
+            raise BadRequest(f"polygon: GeoJSON crs {str(name)[:80]!r} is not supported; give lon/lat "
+                             "coordinates in EPSG:4326 (RFC 7946)")
     try:
         geom = shapely.from_geojson(text) if text.startswith("{") else shapely.from_wkt(text)
-    except (shapely.errors.GEOSException, ValueError, TypeError) as exc:
+    except (shapely.errors.GEOSException, ValueError, TypeError, NotImplementedError) as exc:  # curves: NotImpl.
         raise BadRequest(f"polygon: not a WKT or GeoJSON geometry ({str(exc).splitlines()[0][:120]})") from None
     if geom is None or geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
         kind = geom.geom_type if geom is not None else "nothing"
@@ -574,6 +589,11 @@ def parcel_peers(conn, cfg: AoiConfig, pid: int, distance: float = 1000.0, max_p
     if not crop:
         raise BadRequest(f"AOI {cfg.name} has no parcels.crop_column: peers need the crop attribute")
     parcel_bbox(conn, cfg, pid)                       # NotFound for an unknown pid
+    columns = [d.name for d in conn.execute(q("api_parcel_columns", schema=cfg.schema,
+                                              parcels=cfg.parcels.table)).description]
+    if crop not in columns:
+        raise BadRequest(f"AOI {cfg.name}: parcels.crop_column {crop!r} is not a column of its parcel table "
+                         f"(columns: {', '.join(c for c in columns if c not in ('ogc_fid', 'wkb_geometry'))})")
     from pyproj import CRS
 
     c = CRS.from_epsg(_parcel_srid(conn, cfg))

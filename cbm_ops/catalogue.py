@@ -241,8 +241,14 @@ def _as_multipolygon(geom: Any) -> MultiPolygon:
     """Footprint as a valid MultiPolygon (repaired with GEOS make_valid if needed)."""
     if geom is None or geom.is_empty:
         raise RecordError("no footprint", "footprint", None)
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
+    if not all(math.isfinite(v) for v in shapely.get_coordinates(geom).ravel()):
+        raise RecordError("footprint has non-finite coordinates", "footprint", geom.wkt[:60])
+    try:
+        if not geom.is_valid:
+            geom = shapely.make_valid(geom)
+    except shapely.errors.GEOSException as exc:
+        raise RecordError(f"unreadable footprint ({str(exc).splitlines()[0][:80]})", "footprint",
+                          geom.wkt[:60]) from None
     polys: list[Polygon] = []
     for part in shapely.get_parts(geom):
         if isinstance(part, Polygon):
@@ -311,7 +317,7 @@ def _float_field(name: str, value: Any, lo: float, hi: float) -> float | None:
         if isinstance(value, bool):
             raise ValueError
         f = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):       # OverflowError: a 400-digit integer
         raise RecordError("not a number", name, value) from None
     if not math.isfinite(f) or not lo <= f <= hi:
         raise RecordError(f"outside [{lo:g}, {hi:g}]", name, value)
@@ -485,7 +491,7 @@ def _opt_int(doc: dict[str, Any], key: str, what: str) -> int | None:
         return None
     try:
         return int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise HarvestError(f"{what}: {key} is not a number: {_show(v)}") from None
 
 

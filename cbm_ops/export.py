@@ -206,14 +206,15 @@ def _write_parcels(conn, cfg: AoiConfig, path: Path) -> int:
     order = [c.name for c in conn.execute(q("api_parcel_columns", schema=cfg.schema, parcels=cfg.parcels.table)
                                           ).description]                  # the table's column order
     present = set(k for a in attrs for k in a)
-    names = [k for k in order if k in present and k not in ("ogc_fid", "wkb_geometry", "geometry", "pid")]
+    names = [k for k in order if k in present and k not in ("ogc_fid", "wkb_geometry")]
     columns: dict[str, Any] = {"pid": pa.array(pids, pa.int32())}
     for name in names:
         values = [a.get(name) for a in attrs]
+        col = f"attr_{name}" if name in ("pid", "geometry") else name     # the file's own pid, geometry
         try:
-            columns[name] = pa.array(values)
+            columns[col] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):       # mixed JSON types: keep them as JSON text
-            columns[name] = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+            columns[col] = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
     crs = CRS.from_epsg(srids.pop()).to_json() if srids else None
     geom_type = ga.wkb().with_crs(crs) if crs else ga.wkb()
     columns["geometry"] = geom_type.wrap_array(pa.array(wkbs, pa.binary()))

@@ -40,6 +40,8 @@ class ImportReport:
     that are not polygons, parcels far outside the set (coordinates of another CRS).
     ``changed``: ``{"changed": n, "new": n, "removed": n}`` against the previous parcel
     set; ``cleared_rows``: result rows deleted for changed and removed parcels (replace).
+    ``unchanged``: same ids and geometries as the imported set (results kept; the
+    attributes are still refreshed from the file).
     """
 
     table: str
@@ -254,7 +256,10 @@ def _finish_import(url: str, cfg: AoiConfig, source: Path, ids: dict, aoi_wkt: s
         old = conn.execute(q("aoi_get", schema=schema), {"name": cfg.name}).fetchone()
         exists = conn.execute(q("table_exists"), {"name": f'"{schema}"."{table}"'}).fetchone()[0]  # type: ignore[index]
         if exists and old and old[3] == rep.version:
+            # same ids and geometries: results and stored grids stay valid, but the table is
+            # still replaced, so changed attributes (crop declarations) take effect
             rep.unchanged = True
+            conn.execute(q_ddl("parcels_swap", {"srid": rep.srid}, **ids))
         else:
             if exists:
                 diff = conn.execute(q("parcels_changed", **ids)).fetchall()

@@ -20,6 +20,7 @@ import uuid
 from urllib.parse import quote
 
 import psycopg
+import psycopg.sql
 import pytest
 import schemathesis
 import yaml
@@ -196,6 +197,42 @@ def test_parcel_queries(client, sample_aoi, db_url):
     assert all(d <= 10 for d in near["distance"]) and set(near["pids"]) <= set(peers["pids"])
 
 
+def test_infinite_statistics_and_clashing_attribute_names(client, sample_aoi, db_url):
+    """A stored +inf (not JSON) is served as null, not a 500; a parcel attribute called
+    like a computed column (``area``) keeps its value under ``attr_area``."""
+    cfg, _ = sample_aoi
+    sql = psycopg.sql
+    tbl = sql.Identifier(cfg.schema, cfg.parcels.table)
+    with psycopg.connect(db_url) as c:
+        obsid, band, old = c.execute(f'SELECT obsid, band, max FROM "{cfg.schema}".sigs WHERE pid = 1 '
+                                     "AND band = 'VVb' ORDER BY obsid LIMIT 1").fetchone()
+        c.execute(f'UPDATE "{cfg.schema}".sigs SET max = %s WHERE pid = 1 AND obsid = %s AND band = %s',
+                  (float("inf"), obsid, band))
+        c.execute(sql.SQL("ALTER TABLE {} ADD COLUMN area text DEFAULT 'declared 1.5 ha'").format(tbl))
+    try:
+        r = get(client, "/query/parcelTimeSeries", aoi=cfg.name, pid=1, tstype="bs")
+        assert r.status_code == 200, r.text
+        ts = r.json()
+        at = [i for i, (o, b) in enumerate(zip(ts["obsid"], ts["band"], strict=True)) if (o, b) == (obsid, "VVb")]
+        assert [ts["max"][i] for i in at] == [None] and ts["mean"][at[0]] is not None
+        p = get(client, "/query/parcelById", aoi=cfg.name, pid=1).json()
+        assert p["attr_area"] == ["declared 1.5 ha"] and p["area"][0] == pytest.approx(p["area_m2"][0], rel=0.005)
+    finally:
+        with psycopg.connect(db_url) as c:
+            c.execute(f'UPDATE "{cfg.schema}".sigs SET max = %s WHERE pid = 1 AND obsid = %s AND band = %s',
+                      (old, obsid, band))
+            c.execute(sql.SQL("ALTER TABLE {} DROP COLUMN area").format(tbl))
+
+
+def test_a_crop_column_missing_from_the_parcel_table_is_a_clear_400(sample_aoi, db_url):
+    cfg, _ = sample_aoi
+    wrong = cfg.model_copy(update={"parcels": cfg.parcels.model_copy(update={"crop_column": "gewas"})})
+    from cbm_ops.db import transaction
+
+    with transaction(db_url) as conn, pytest.raises(analyst.BadRequest, match="'gewas' is not a column"):
+        analyst.parcel_peers(conn, wrong, 1)
+
+
 def test_plot_endpoint_writes_a_png(client, sample_aoi, tmp_path):
     cfg, _ = sample_aoi
     r = client.get("/query/parcelPlot", params=[("aoi", cfg.name), ("pid", 1), ("pid", 5)], headers=AUTH)
@@ -260,6 +297,10 @@ def test_lineage_and_observation(client, sample_aoi, db_url):
     ("/query/parcelsByPolygon", {"polygon": "POLYGON((500000 5600000, 500100 5600000, 500100 5600100, "
                                             "500000 5600000))"}, "polygon"),                   # not lon/lat
     ("/query/parcelsByPolygon", {"polygon": '{"type": "Polygon"'}, "polygon"),
+    ("/query/parcelsByPolygon", {"polygon": "CURVEPOLYGON(CIRCULARSTRING(3 50, 3.01 50, 3 50))"}, "polygon"),
+    ("/query/parcelsByPolygon", {"polygon": json.dumps({
+        "type": "Polygon", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}},
+        "coordinates": [[[333958, 6446276], [335071, 6446276], [335071, 6447000], [333958, 6446276]]]})}, "polygon"),
     ("/query/parcelsByPolygon", {"polygon": "POLYGON((3 50, 3.01 50, 3.01 50.01, 3 50))", "max": 1001}, "max"),
     ("/query/parcelPeers", {"pid": 1, "distance": 5001}, "distance"),
     ("/query/parcelPeers", {"pid": 1, "distance": 0}, "distance"),

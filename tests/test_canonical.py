@@ -326,3 +326,36 @@ def test_rule_order_scl_pixels_band_count_baseline_reference(db_url, db_schema):
             obs = analyst.parcel_observations(conn, cfg, pid, raw=True)
             assert [o["obsid"] for o in obs if o["canonical"]] == [ids[rows[0][0]]]
             assert {o["duplicates"] for o in obs} == {2}
+
+
+def test_a_datatake_across_new_year_is_one_observation_of_one_year(db_url, db_schema):
+    """Two SYNTHETIC CARD-BS slices of one datatake, 23:59:50 on Dec 31 and 00:00:15 on
+    Jan 1: the API and the export put the acquisition in the year it started, once."""
+    from cbm_ops.db import q
+
+    ensure_schema(db_url, db_schema)
+    s = db_schema
+    slices = [(dt.datetime(2018, 12, 31, 23, 59, 50), "20181231T235950_20190101T000015", 40),
+              (dt.datetime(2019, 1, 1, 0, 0, 15), "20190101T000015_20190101T000040", 30)]
+    ids = []
+    with psycopg.connect(db_url) as c:
+        for t, span, _n in slices:
+            ref = f"S1A_IW_GRDH_1SDV_{span}_025000_02C000_ABCD_CARD_BS"
+            ids.append(c.execute(f'INSERT INTO "{s}".dias_catalogue (obstime, reference, sensor, card, epsg) '
+                                 "VALUES (%s, %s, '1A', 'bs', 32631) RETURNING id", (t, ref)).fetchone()[0])
+        c.execute(f'CREATE TABLE "{s}".parcels (ogc_fid integer PRIMARY KEY, wkb_geometry geometry(Polygon, 4326))')
+        c.execute(f'INSERT INTO "{s}".parcels VALUES (1, ST_MakeEnvelope(6, 50.5, 6.001, 50.501, 4326))')
+    cfg = AoiConfig(name="ny", schema=s, start_date=dt.date(2018, 1, 1), cards=("bs",))
+    for obsid, (_t, _s, n) in zip(ids, slices, strict=True):
+        ensure_partition(db_url, cfg, obsid)
+        with psycopg.connect(db_url) as c:
+            c.execute(f'INSERT INTO "{s}".sigs (pid, obsid, band, count, mean) VALUES (1, %s, %s, %s, 1)',
+                      (obsid, "VVb", n))
+    with transaction(db_url) as conn:
+        by_year = {y: [(o["obsid"], o["canonical"]) for o in
+                       analyst.parcel_observations(conn, cfg, 1, cards=("bs",), year=y, raw=True)]
+                   for y in (2018, 2019)}
+        exported = {y: conn.execute(q("export_datatakes", schema=s), {
+            "start": dt.datetime(y, 1, 1), "end": dt.datetime(y + 1, 1, 1)}).fetchall() for y in (2018, 2019)}
+    assert by_year == {2018: [(ids[0], True), (ids[1], False)], 2019: []}
+    assert exported == {2018: [("bs:1A:025000_02C000", ids)], 2019: []}

@@ -358,6 +358,13 @@ def test_record_checks_of_normalise():
     assert "lon/lat" in check("footprint", footprint={"type": "Polygon", "coordinates": [
         [[50.0, 200.0], [51.0, 200.0], [51.0, 201.0], [50.0, 200.0]]]})
     assert "not polygonal" in check("footprint", footprint={"type": "Point", "coordinates": [1.0, 2.0]})
+    # what Python's JSON parser accepts: Infinity, 1e999, a 400-digit integer
+    assert "non-finite" in check("footprint", footprint={"type": "Polygon", "coordinates": [
+        [[3.0, 50.0], [float("inf"), 50.0], [4.0, 51.0], [3.0, 50.0]]]})
+    assert "not a number" in check("relativeOrbitNumber", relativeOrbitNumber=10 ** 400)
+    with pytest.raises(catalogue.HarvestError, match="totalResults is not a number"):
+        catalogue.parse_resto_json(json.loads('{"type": "FeatureCollection", "features": [], '
+                                              '"properties": {"totalResults": Infinity}}'))
     # within the tolerance the catalogue's time is kept; beyond it the name's time is used
     near = catalogue.RawRecord(title=raw.title, start="2021-04-01T11:36:21Z", footprint=raw.footprint,
                                properties=raw.properties)

@@ -74,7 +74,14 @@ def test_parquet_and_csv_hold_the_canonical_signatures(db_url, overlap_aoi, tmp_
 
 def test_geoparquet_parcels(db_url, overlap_aoi, tmp_path):  # noqa: F811
     cfg, _arrays, _obsids = overlap_aoi
-    res = export(db_url, cfg, 2023, "parquet", tmp_path)
+    with psycopg.connect(db_url) as c:      # the file's own "pid" and "geometry" attributes are kept
+        c.execute(f'ALTER TABLE "{cfg.schema}".parcels ADD COLUMN pid integer, ADD COLUMN geometry text')
+        c.execute(f"UPDATE \"{cfg.schema}\".parcels SET pid = 9000 + ogc_fid, geometry = 'field ' || ogc_fid")
+    try:
+        res = export(db_url, cfg, 2023, "parquet", tmp_path)
+    finally:
+        with psycopg.connect(db_url) as c:
+            c.execute(f'ALTER TABLE "{cfg.schema}".parcels DROP COLUMN pid, DROP COLUMN geometry')
     pf = pq.ParquetFile(res["parcels"])
     geo = json.loads(pf.metadata.metadata[b"geo"])
     col = geo["columns"]["geometry"]
@@ -90,6 +97,7 @@ def test_geoparquet_parcels(db_url, overlap_aoi, tmp_path):  # noqa: F811
     for pid, (wkb, crop, name) in want.items():
         assert shapely.from_wkb(got[pid]["geometry"]).equals_exact(shapely.from_wkb(wkb), 0)
         assert (got[pid]["crop"], got[pid]["name"]) == (crop, name)
+        assert (got[pid]["attr_pid"], got[pid]["attr_geometry"]) == (9000 + pid, f"field {pid}")
     x0, y0, x1, y1 = col["bbox"]
     for g in (shapely.from_wkb(r["geometry"]) for r in got.values()):
         gx0, gy0, gx1, gy1 = g.bounds

@@ -398,14 +398,19 @@ def test_missing_band_and_corrupt_file_get_named_statuses(db_url, db_schema, tmp
     assert run_queue(db_url, cfg, "scl")["scenes"] == 0
 
 
-def test_crash_during_write_keeps_the_old_complete_result(db_url, db_schema, tmp_path):
-    cfg, eodata = make_aoi(db_schema, tmp_path)
+def one_s2_scene_harvested(db_url, cfg, eodata, tmp_path) -> None:
+    """A SYNTHETIC S2 scene of 2023-06-01 in the store and the catalogue, parcels imported."""
     t = dt.datetime(2023, 6, 1, 10, 56, 21)
     name = write_s2_safe(eodata, t, X0, Y0, synthetic_s2_bands())
     write_catalogue(tmp_path / "catalogue" / "s2.json", [resto_feature(
         name + ".SAFE", t, "L2A", f"/eodata/Sentinel-2/MSI/L2A/2023/06/01/{name}.SAFE", (2.9, 50.4, 4.5, 51.4))])
     import_parcels(db_url, cfg)
     harvest_all(db_url, cfg)
+
+
+def test_crash_during_write_keeps_the_old_complete_result(db_url, db_schema, tmp_path):
+    cfg, eodata = make_aoi(db_schema, tmp_path)
+    one_s2_scene_harvested(db_url, cfg, eodata, tmp_path)
     for s in ("scl", "s2_10m"):
         run_queue(db_url, cfg, s)
     with psycopg.connect(db_url) as c:
@@ -429,12 +434,7 @@ def test_a_statement_error_on_a_live_connection_fails_the_scene_once(db_url, db_
     """statement_timeout, a deadlock: operational errors of a healthy connection are the
     scene's failure (attempt counted, named status), not an outage retried for ever."""
     cfg, eodata = make_aoi(db_schema, tmp_path, db_retry_minutes=0.05)
-    t = dt.datetime(2023, 6, 1, 10, 56, 21)
-    name = write_s2_safe(eodata, t, X0, Y0, synthetic_s2_bands())
-    write_catalogue(tmp_path / "catalogue" / "s2.json", [resto_feature(
-        name + ".SAFE", t, "L2A", f"/eodata/Sentinel-2/MSI/L2A/2023/06/01/{name}.SAFE", (2.9, 50.4, 4.5, 51.4))])
-    import_parcels(db_url, cfg)
-    harvest_all(db_url, cfg)
+    one_s2_scene_harvested(db_url, cfg, eodata, tmp_path)
     with psycopg.connect(db_url) as c:
         c.execute(f"""CREATE FUNCTION "{db_schema}".boom() RETURNS trigger LANGUAGE plpgsql AS $$
                       BEGIN RAISE EXCEPTION 'SYNTHETIC {errcode}' USING ERRCODE = '{errcode}'; END $$""")

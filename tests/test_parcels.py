@@ -49,9 +49,15 @@ def gpkg(tmp_path, features, epsg, name="parcels.gpkg"):
     path = tmp_path / name
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
     lyr = ds.CreateLayer("parcels", srs, ogr.wkbMultiPolygon, ["FID=fid"])
+    texts = sorted({k for f in features for k, v in f["properties"].items() if isinstance(v, str)})
+    for k in texts:                                       # string attributes (e.g. a crop declaration)
+        lyr.CreateField(ogr.FieldDefn(k, ogr.OFTString))
     for f in features:
         feat = ogr.Feature(lyr.GetLayerDefn())
         feat.SetFID(int(f["id"]))
+        for k in texts:
+            if k in f["properties"]:
+                feat.SetField(k, f["properties"][k])
         feat.SetGeometry(ogr.ForceToMultiPolygon(ogr.CreateGeometryFromJson(json.dumps(f["geometry"]))))
         assert lyr.CreateFeature(feat) == 0
     del lyr, ds
@@ -289,3 +295,22 @@ def test_replace_clears_the_results_of_changed_parcels_only(db_url, db_schema, t
     with psycopg.connect(db_url) as c:
         left = {r[0] for r in c.execute(f'SELECT DISTINCT pid FROM "{db_schema}".sigs')}
     assert len(left) == len(pids) - 2 and feats[0]["properties"]["fid"] not in left
+
+
+def test_reimport_with_the_same_geometries_refreshes_the_attributes(db_url, db_schema, tmp_path):
+    """A new crop declaration on unchanged parcels: the attributes change, the results stay."""
+    cfg = cfg_for(db_schema)
+    feats = mechelen_features()
+    import_parcels(db_url, cfg, gpkg(tmp_path, feats, epsg=31370, name="v1.gpkg"))
+    ensure_partition(db_url, cfg, 1)
+    pid = feats[0]["properties"]["fid"]
+    with psycopg.connect(db_url) as c:
+        c.execute(f'INSERT INTO "{db_schema}".sigs (pid, obsid, band, count) VALUES (%s, 1, %s, 4)', (pid, "B04"))
+    v2 = json.loads(json.dumps(feats))
+    v2[0]["properties"]["declared"] = "Potatoes"
+    for f in v2[1:]:
+        f["properties"]["declared"] = "Maize"
+    rep = import_parcels(db_url, cfg, gpkg(tmp_path, v2, epsg=31370, name="v2.gpkg"))
+    assert rep.unchanged and rep.cleared_rows == 0
+    assert one(db_url, f'SELECT declared FROM "{db_schema}".parcels WHERE ogc_fid = %s', pid) == ("Potatoes",)
+    assert one(db_url, f'SELECT count(*) FROM "{db_schema}".sigs')[0] == 1
