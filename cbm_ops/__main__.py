@@ -13,16 +13,18 @@ import logging
 import sys
 
 from .config import CARD_STAGES, STAGES, get_aoi
-from .db import ConfigError, db_url_from_env
+from .db import ConfigError, db_url_from_env, is_connection_lost
 
 log = logging.getLogger("cbm_ops")
 
 
 def _date(s: str) -> dt.datetime:
+    """ISO 8601 date/time as naive UTC (the catalogue's times); an offset is converted."""
     try:
-        return dt.datetime.fromisoformat(s)
+        t = dt.datetime.fromisoformat(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date/time: {s!r}") from None
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo is not None else t
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,16 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         cfg = get_aoi(args.aoi)
         url = args.db_url or db_url_from_env(cfg.db_conn_id)
         result = _run(args, cfg, url)
-    except (ConfigError, LookupError, FileNotFoundError, RuntimeError, ValueError) as exc:
-        # operator errors (bad configuration, missing AOI/parcels/store, catalogue or import
-        # failures, an outage longer than db_retry_minutes) as one line
+    except (ConfigError, LookupError, OSError, RuntimeError, ValueError) as exc:
+        # operator errors (bad configuration, missing AOI/parcels/store, a target path that
+        # is a file, catalogue or import failures, an outage longer than db_retry_minutes)
+        # as one line
         log.error("%s: %s", type(exc).__name__, _one_line(exc))
         log.debug("traceback (-v)", exc_info=True)
         return 2
     except psycopg.OperationalError as exc:
-        log.error("database unreachable: %s", _one_line(exc))
+        if is_connection_lost(exc):
+            log.error("database unreachable: %s", _one_line(exc))
+            log.debug("traceback (-v)", exc_info=True)
+            return 3
+        log.error("database error (%s): %s", type(exc).__name__, _one_line(exc))   # e.g. a lock timeout
         log.debug("traceback (-v)", exc_info=True)
-        return 3
+        return 2
     except psycopg.Error as exc:
         # refused by PostgreSQL/PostGIS, e.g. an invalid --aoi-wkt
         log.error("database refused the command (%s): %s", type(exc).__name__, _one_line(exc))

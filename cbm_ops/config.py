@@ -108,6 +108,7 @@ class MaintenanceConfig(_Strict):
     cluster: bool = True
     backup_dir: str | None = None      # pg_dump target directory; None = no backup
     export_dir: str | None = None      # canonical sigs + parcels export (cbm_ops.export); None = no export
+    lock_timeout_s: float = Field(default=10.0, gt=0)   # VACUUM/CLUSTER give up on a locked table after this
 
 
 class QualityConfig(_Strict):

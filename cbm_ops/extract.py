@@ -209,6 +209,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     checks: list[quality.BandCheck] = []
     nodata_used: dict[str, float | None] = {}
     index_version = ""
+    parcels_version: str | None = None
     fp_cache: dict[int, Any] = {}
     try:
         with store.product(rel) as prod:
@@ -223,6 +224,9 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                 t_read += tb - ta
                 idx = rd.idx
                 index_version = f"{lineage.RASTERIZER}:{(idx.parcels_version or '')[:12]}:{idx.source}"
+                if parcels_version is not None and (idx.parcels_version or "") != parcels_version:
+                    raise writer.ParcelsChanged(f"{bf.band}: the parcel set was replaced between two bands")
+                parcels_version = idx.parcels_version or ""
                 nodata_used[bf.band] = None if rd.nodata is None or rd.nodata != rd.nodata else float(rd.nodata)
                 if rd.epsg not in fp_cache:
                     fp_cache[rd.epsg] = _footprint_in(claim.footprint, rd.epsg)
@@ -246,8 +250,8 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     if bf.offset:
                         st[:, [1, 3, 4, 5, 6, 7]] += bf.offset   # all but count and std
                     if pids is not None and pids is not idx.pids and not np.array_equal(pids, idx.pids):
-                        raise SceneError("Grid error", f"{bf.band}: bands of one stage on different parcel "
-                                         "indexes", retryable=False)
+                        raise writer.ParcelsChanged(f"{bf.band}: bands of one stage on different parcel "
+                                                    "indexes (the parcel set was replaced meanwhile)")
                     pids = idx.pids
                     stats.append(st)
                     codes.append(bf.band)
@@ -288,7 +292,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
             conn, cfg, claim, owner, part, sigs=(pids, codes, stats) if kind == "stats" and stats and pids is not None
             else None, hists=(hists or (b"", 0)) if kind == "hist" else None, bands=bands,
             offsets=offsets or None, parcels=n_parcels, seconds=time.perf_counter() - t0,
-            lineage=rec, quality=verdict.as_json(cfg))
+            lineage=rec, quality=verdict.as_json(cfg), parcels_version=parcels_version)
     total = time.perf_counter() - t0
     result.update(status=queue.EXTRACTED if n_rows else queue.NO_PARCELS, rows=n_rows,
                   write_s=round(time.perf_counter() - tw, 3), seconds=round(total, 3))
@@ -384,6 +388,7 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
     backoff = _Backoff(cfg.db_retry_minutes * 60.0)
     in_flight: queue.Claim | None = None
     lost_with: Counter[int] = Counter()      # connection losses while a scene was in flight
+    replaced = 0                             # scenes given back because the parcel set changed
     held: list[tuple[int, str, dt.datetime]] = []
     try:
         while limit is None or len(results) < limit:
@@ -417,6 +422,15 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
                 except queue.LeaseLost as exc:
                     log.warning("%s", exc)
                     res = {"obsid": c.obsid, "reference": c.reference, "stage": stage, "status": "lease lost"}
+                except writer.ParcelsChanged as exc:         # nothing written: back, not counted
+                    log.warning("%s", exc)
+                    with session.tx() as conn:
+                        queue.release(conn, cfg, c, owner)
+                    _unlock(session, cfg, c)
+                    replaced += 1
+                    if replaced <= cfg.max_attempts:
+                        continue
+                    raise
                 except Exception as exc:  # noqa: BLE001 - record it on the scene, go on with the next
                     if is_connection_lost(exc):
                         raise

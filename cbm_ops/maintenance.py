@@ -70,9 +70,11 @@ def vacuum_cluster(url: str, cfg: AoiConfig, *, cluster: bool = True) -> dict[st
       assigned (new scenes go to newer partitions), no stage of the range is pending or
       in progress, and the partition changed since its last CLUSTER. So it never blocks
       the extraction of new scenes; a parcel time-series read waits for the partition
-      being clustered. It gives up after 10 s if a writer holds the partition (a
-      requeued old scene). Without the permanent pid indexes (``pid_indexes`` off) an
-      index on pid is built for the CLUSTER and dropped again.
+      being clustered. It gives up after ``maintenance.lock_timeout_s`` (10 s) if a
+      writer holds the partition (a requeued old scene), and so does VACUUM of a table
+      (it is skipped until the next run, listed in ``vacuum_skipped``). Without the
+      permanent pid indexes (``pid_indexes`` off) an index on pid is built for the
+      CLUSTER and dropped again, in the transaction of the CLUSTER.
     * ANALYZE of the partitioned parents (the planner's estimates for whole-table
       queries) comes last.
 
@@ -88,14 +90,19 @@ def vacuum_cluster(url: str, cfg: AoiConfig, *, cluster: bool = True) -> dict[st
     with transaction(url) as conn:
         parts = list_partitions(conn, schema)
     with connect(url, autocommit=True) as conn:
-        conn.execute(q("maintenance_lock_timeout"))
+        conn.execute(q("maintenance_lock_timeout"), {"timeout": f"{round(cfg.maintenance.lock_timeout_s * 1000)}ms"})
         t0 = time.perf_counter()
-        for table in ("dias_catalogue", "scene_stages", "aois", "result_partitions"):
-            conn.execute(q("vacuum_table", schema=schema, table=table))
-        for p in parts:
-            for table in (p.sigs, p.hists):
+        skipped = []
+        for table in ["dias_catalogue", "scene_stages", "aois", "result_partitions",
+                      *(t for p in parts for t in (p.sigs, p.hists))]:
+            try:
                 conn.execute(q("vacuum_table", schema=schema, table=table))
+            except psycopg.errors.LockNotAvailable:     # e.g. a CREATE INDEX holds it: next time
+                log.warning("VACUUM of %s.%s skipped: the table stayed locked for 10 s", schema, table)
+                skipped.append(table)
         out["vacuum_s"] = round(time.perf_counter() - t0, 2)
+        if skipped:
+            out["vacuum_skipped"] = skipped
         per_part: dict[int, dict[str, str]] = {}
         if not cluster:
             out["cluster"] = "off"
@@ -122,7 +129,7 @@ def _cluster_partition(conn: psycopg.Connection, cfg: AoiConfig, p: Partition) -
     schema = cfg.schema
     row = conn.execute(q("partition_activity", schema=schema),
                        {"lo": p.lo, "hi": p.hi, "sigs": f'"{schema}".{p.sigs}',
-                        "hists": f'"{schema}".{p.hists}'}).fetchone()
+                        "hists": f'"{schema}".{p.hists}', "max_attempts": cfg.max_attempts}).fetchone()
     assert row is not None
     open_range, busy, mods, last_mods = row
     if open_range:
@@ -137,17 +144,23 @@ def _cluster_partition(conn: psycopg.Connection, cfg: AoiConfig, p: Partition) -
     for kind, table in (("hists", p.hists), ("sigs", p.sigs)):
         t0 = time.perf_counter()
         existing = conn.execute(q("partition_pid_index"), {"table": f'"{schema}".{table}'}).fetchone()
-        index = existing[0] if existing else f"{table}_cluster_pid"
+        temporary = f"{table}_cluster_pid"
+        index = existing[0] if existing else temporary
         ids = {"schema": schema, "table": table, "index": index}
         try:
-            if not existing:
-                conn.execute(q("pid_index_create", **ids))
-            conn.execute(q("cluster_table", **ids))
-            if not existing:
-                conn.execute(q("index_drop", **ids))
+            # one transaction, the table's lock first: the index built for CLUSTER (or one
+            # left by an interrupted run) never outlives it, and a locked table costs nothing
+            with conn.transaction():
+                conn.execute(q("table_lock_exclusive", **ids))
+                if not existing:
+                    conn.execute(q("pid_index_create", **ids))
+                conn.execute(q("cluster_table", **ids))
+                if index == temporary:
+                    conn.execute(q("index_drop", **ids))
             conn.execute(q("analyze_table", **ids))
         except psycopg.errors.LockNotAvailable:
-            log.warning("CLUSTER of %s.%s skipped: the partition stayed locked for 10 s", schema, table)
+            log.warning("CLUSTER of %s.%s skipped: the partition stayed locked for %g s", schema, table,
+                        cfg.maintenance.lock_timeout_s)
             done[kind] = "skipped: locked"
             continue
         done[kind] = "done"

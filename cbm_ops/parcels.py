@@ -253,6 +253,7 @@ def _finish_import(url: str, cfg: AoiConfig, source: Path, ids: dict, aoi_wkt: s
             raise ParcelImportError(f"{source}: all {len(rep.excluded)} parcels have coordinates that are not valid "
                                     f"in their declared CRS EPSG:{srid}: is the declared CRS right?")
         extent = _check_extent(conn, ids, cfg, rep.srid, rep.parcels) if not (aoi_wkt or cfg.aoi_wkt) else {}
+        conn.execute(q("aoi_lock", schema=schema), {"name": cfg.name})   # writers in flight finish first
         old = conn.execute(q("aoi_get", schema=schema), {"name": cfg.name}).fetchone()
         exists = conn.execute(q("table_exists"), {"name": f'"{schema}"."{table}"'}).fetchone()[0]  # type: ignore[index]
         if exists and old and old[3] == rep.version:

@@ -70,6 +70,11 @@ class Grid:
         return Affine(self.res, 0.0, self.x0, 0.0, -self.res_y, self.y0)
 
     @property
+    def origin_mod(self) -> tuple[float, float]:
+        """(x0 mod res, y0 mod res_y) exactly (metres): the origin to build an index on."""
+        return self.x0 % self.res, self.y0 % self.res_y
+
+    @property
     def lattice(self) -> tuple[int, float, float, float]:
         """(EPSG, resolution, x0 mod res, y0 mod res), rounded to the millimetre.
 
@@ -113,10 +118,17 @@ class Grid:
                             f"EPSG:{other.epsg} {other.res} x {other.res_y} m")
         col = (self.x0 - other.x0) / self.res
         row = (other.y0 - self.y0) / self.res_y
-        if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        # grids whose origins differ by up to a millimetre (the rounding of lattice keys)
+        # share an index; farther is another lattice
+        if abs(col - round(col)) * self.res > LATTICE_TOLERANCE_M or \
+                abs(row - round(row)) * self.res_y > LATTICE_TOLERANCE_M:
             raise GridError(f"grid origin ({self.x0}, {self.y0}) is off the lattice of "
                             f"({other.x0}, {other.y0}) at {self.res} x {self.res_y} m")
         return int(round(row)), int(round(col))
+
+
+# Origins closer than this (metres) are one lattice: lattice keys are rounded to 1 mm.
+LATTICE_TOLERANCE_M = 1.1e-3
 
 
 def lattice_grid(epsg: int, res: float, bounds: tuple[float, float, float, float],
@@ -366,9 +378,16 @@ def parcels_version(conn, cfg: AoiConfig) -> str:
     return row[3] or ""
 
 
-def aoi_index(conn, cfg: AoiConfig, lattice: tuple[int, float, float, float]) -> ParcelIndex:
-    """Rasterize all AOI parcels on a lattice (grid = parcel extent snapped to it)."""
+def aoi_index(conn, cfg: AoiConfig, lattice: tuple[int, float, float, float],
+              origin: tuple[float, float] | None = None) -> ParcelIndex:
+    """Rasterize all AOI parcels on a lattice (grid = parcel extent snapped to it).
+
+    ``origin``: the exact origin modulo the resolution (metres) of the image that asked for
+    it; default the lattice key's (rounded to the millimetre).
+    """
     epsg, res, ox, oy = lattice
+    if origin is not None:
+        ox, oy = origin
     pids, geoms = load_parcels(conn, cfg, epsg)
     if pids.size == 0:
         raise LookupError(f"AOI {cfg.name!r} has no non-empty parcels")
@@ -443,7 +462,7 @@ def index_for_grid(url: str, cfg: AoiConfig, image: Grid, footprint: bytes | Non
                                 ).fetchone()[0]  # type: ignore[index]
             if seen >= 2:
                 log.info("lattice %s seen on %d scenes: building its stored parcel index", lattice, seen)
-                idx = aoi_index(conn, cfg, lattice)
+                idx = aoi_index(conn, cfg, lattice, image.origin_mod)
                 store_index(conn, cfg, idx)
                 row = conn.execute(q("grid_get", schema=cfg.schema), {**key, "version": version}).fetchone()
     if row is not None:
@@ -467,7 +486,7 @@ def index_for_grid(url: str, cfg: AoiConfig, image: Grid, footprint: bytes | Non
             idx = build_index(pids, geoms, image, all_touched=cfg.all_touched)
         else:
             minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(geoms))
-            grid = lattice_grid(image.epsg, image.res, (minx, miny, maxx, maxy), (lattice[2], lattice[3]))
+            grid = lattice_grid(image.epsg, image.res, (minx, miny, maxx, maxy), image.origin_mod)
             idx = build_index(pids, geoms, grid, all_touched=cfg.all_touched)
         idx.parcels_version = version
         idx.source = "scene"

@@ -116,12 +116,17 @@ def copy_sigs(conn: psycopg.Connection, schema: str, part: str, pids: np.ndarray
     return rows
 
 
+class ParcelsChanged(RuntimeError):
+    """The AOI's parcel set changed between a scene's index and its write (nothing written)."""
+
+
 def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, owner: str,
                 part: Partition, *,
                 sigs: tuple[np.ndarray, list[str], list[np.ndarray]] | None = None,
                 hists: tuple[bytes, int] | None = None,
                 bands: list[str], offsets: dict[str, int] | None = None, parcels: int,
-                seconds: float, lineage: dict | None = None, quality: dict | None = None) -> int:
+                seconds: float, lineage: dict | None = None, quality: dict | None = None,
+                parcels_version: str | None = None) -> int:
     """Replace a scene stage's rows and complete it, in ``conn``'s transaction.
 
     Parameters
@@ -142,6 +147,9 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
         Parcels with data.
     lineage, quality : dict, optional
         Recorded on the stage (:mod:`cbm_ops.lineage`, :mod:`cbm_ops.quality`).
+    parcels_version : str, optional
+        Version of the parcel set the rows were computed on (the parcel index's); checked
+        against the AOI's under a share lock of its row.
 
     Returns
     -------
@@ -152,10 +160,17 @@ def write_stage(conn: psycopg.Connection, cfg: AoiConfig, claim: queue.Claim, ow
     ------
     queue.LeaseLost
         The scene was claimed by another worker; the caller's transaction must roll back.
+    ParcelsChanged
+        The parcel set was replaced since the rows were computed; roll back, extract again.
     """
     schema = cfg.schema
     rows = 0
-    queue.lock_claim(conn, cfg, claim, owner)        # first lock: stage row, then catalogue
+    queue.lock_claim(conn, cfg, claim, owner)        # first lock: stage row, then aoi, catalogue
+    if parcels_version is not None:
+        row = conn.execute(q("aoi_version_share", schema=schema), {"name": cfg.name}).fetchone()
+        if row is not None and (row[0] or "") != parcels_version:
+            raise ParcelsChanged(f"scene {claim.obsid} {claim.stage}: the parcel set was replaced while it was "
+                                 "extracted; it is extracted again on the new parcels")
     if claim.obsid not in part:
         raise ValueError(f"obsid {claim.obsid} is not in partition [{part.lo}, {part.hi})")
     if hists is not None:

@@ -65,7 +65,10 @@ def build_maintenance_dag(cfg: AoiConfig):
         def vacuum_cluster() -> dict[str, Any]:
             from cbm_ops.maintenance import vacuum_cluster as run
 
-            return run(_url(cfg), cfg, cluster=get_current_context()["params"]["cluster"])
+            cluster = get_current_context()["params"]["cluster"]
+            if not (m.vacuum or cluster):      # as run_maintenance: vacuum off and no CLUSTER asked
+                return {"skipped": "maintenance.vacuum is off and cluster is not requested"}
+            return run(_url(cfg), cfg, cluster=cluster)
 
         @task
         def backup() -> dict[str, Any]:

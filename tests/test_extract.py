@@ -330,7 +330,8 @@ def test_scl_without_parcels_skips_band_stages(db_url, db_schema, tmp_path):
         assert c.execute(f'SELECT status FROM "{db_schema}".dias_catalogue').fetchone()[0] == "No parcels"
 
 
-def test_s1_card_bs_off_lattice_and_coh6(db_url, db_schema, tmp_path):
+@pytest.mark.parametrize("dx", [23.7, 23.7004])      # SNAP "Auto UTM" origins are any float
+def test_s1_card_bs_off_lattice_and_coh6(db_url, db_schema, tmp_path, dx):
     cfg, eodata = make_aoi(db_schema, tmp_path, cards=("bs", "c6"))
     rng = np.random.default_rng(11)
     t = dt.datetime(2023, 6, 2, 17, 32, 45)
@@ -339,7 +340,7 @@ def test_s1_card_bs_off_lattice_and_coh6(db_url, db_schema, tmp_path):
     vh = rng.gamma(2.0, 0.01, (70, 70)).astype(np.float32)
     vv[:, :6] = 0.0                                           # CARD nodata
     vh[3, 3] = np.nan
-    bs = write_card_bs(eodata, t, X0 - 23.7, Y0 + 31.2, 10.0, {"VV": vv, "VH": vh})
+    bs = write_card_bs(eodata, t, X0 - dx, Y0 + 31.2, 10.0, {"VV": vv, "VH": vh})
     c6 = write_card_coh6(eodata, t, X0, Y0, 20.0, rng.random((32, 32)), rng.random((32, 32)))
     write_catalogue(tmp_path / "catalogue" / "s1.json", [
         resto_feature(bs, t, "CARD-BS", f"/eodata/Sentinel-1/SAR/CARD-BS/2023/06/02/{bs}", (2.9, 50.4, 4.5, 51.4)),
@@ -509,3 +510,45 @@ def test_stored_index_is_invalidated_by_a_new_parcel_set(db_url, db_schema, tmp_
                    layer="parcels", replace=True)
     rebuilt = rasterize.rasterize_aoi(db_url, cfg)
     assert {b["action"] for b in rebuilt} == {"built"} and rebuilt[0]["parcels"] == 47
+
+
+def test_a_parcel_set_replaced_while_a_scene_is_extracted_is_extracted_again(db_url, db_schema, tmp_path,
+                                                                              monkeypatch):
+    """--replace removes 3 parcels after a worker read a stage's bands, before its write:
+    nothing is written on the old parcels (no rows of removed parcels), the scene goes back
+    to the queue uncounted and is extracted on the new set."""
+    from osgeo import gdal
+
+    from cbm_ops import extract
+
+    cfg, eodata = make_aoi(db_schema, tmp_path)
+    one_s2_scene_harvested(db_url, cfg, eodata, tmp_path)
+    rasterize.rasterize_aoi(db_url, cfg)
+    assert run_queue(db_url, cfg, "scl")["by_status"] == {"extracted": 1}
+    with psycopg.connect(db_url) as c:
+        gone = [r[0] for r in c.execute(f'SELECT pid FROM "{db_schema}".hists ORDER BY pid LIMIT 3')]
+    src = gdal.OpenEx(str(shared(*FLANDERS_GPKG)))
+    lyr = src.GetLayerByName("lpis_raster_polygonised")
+    smaller = str(tmp_path / "smaller.gpkg")
+    gdal.VectorTranslate(smaller, src, layers=["lpis_raster_polygonised"],
+                         where=f"{lyr.GetFIDColumn() or 'fid'} NOT IN ({','.join(map(str, gone))})")
+    del lyr, src
+    new_set = cfg.model_copy(update={"parcels": cfg.parcels.model_copy(update={"source": smaller})})
+    original, calls = extract.ensure_partition, []
+
+    def replaced_first(*a, **kw):          # the operator's import lands between read and write
+        if not calls:
+            calls.append(import_parcels(db_url, new_set, replace=True))
+        return original(*a, **kw)
+
+    monkeypatch.setattr(extract, "ensure_partition", replaced_first)
+    out = run_queue(db_url, cfg, "s2_10m")
+    assert calls and calls[0].changed["removed"] == 3
+    assert out["by_status"] == {"extracted": 1}
+    with psycopg.connect(db_url) as c:
+        orphans = c.execute(f'SELECT count(*) FROM "{db_schema}".sigs s WHERE NOT EXISTS '
+                            f'(SELECT 1 FROM "{db_schema}".parcels p WHERE p.ogc_fid = s.pid)').fetchone()[0]
+        attempts = c.execute(f'SELECT attempts FROM "{db_schema}".scene_stages WHERE stage = %s',
+                             ("s2_10m",)).fetchone()[0]
+        n = c.execute(f'SELECT count(*) FROM "{db_schema}".sigs').fetchone()[0]
+    assert orphans == 0 and attempts == 1 and n > 0

@@ -152,6 +152,18 @@ def test_cli_harvest_keeps_to_the_campaign(db_url, db_schema, tmp_path):
         lo, hi, n = c.execute(f'SELECT min(obstime), max(obstime), count(*) FROM "{db_schema}".dias_catalogue'
                               ).fetchone()
     assert n > 0 and str(lo) >= "2018-01-01" and str(hi) < "2018-06-01"
+    # dates with a UTC offset are converted, not a traceback
+    assert cli(["harvest", "--aoi", aoi, "--db-url", db_url, "--start", "2018-02-01T01:00:00+01:00",
+                "--end", "2018-03-01T00:00:00Z"]) == 0
+
+
+def test_a_target_path_that_is_a_file_is_one_line(db_url, db_schema, tmp_path, capfd):
+    aoi = aoi_file(tmp_path, db_schema)
+    assert cli(["import-parcels", "--aoi", aoi, "--db-url", db_url]) == 0
+    (tmp_path / "a-file").write_text("x")
+    assert cli(["export", "--aoi", aoi, "--db-url", db_url, "--year", "2018", "--out-dir",
+                str(tmp_path / "a-file")]) == 2
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_a_product_identifier_cannot_leave_the_store(db_url, db_schema, tmp_path):

@@ -92,3 +92,43 @@ def test_cluster_skips_the_open_partition(db_url, db_schema):
     cfg = seeded(db_url, db_schema, partition_obsids=100)
     rep = run_maintenance(db_url, cfg)
     assert rep["partitions"][0]["sigs"].startswith("skipped: open")
+
+
+def test_a_scene_whose_scl_failed_for_good_does_not_keep_its_partition_busy(db_url, db_schema):
+    """The S2 band stages of a scene whose SCL stage ended in a permanent error wait for an
+    operator (they stay claimable if the SCL is requeued), not for a worker: CLUSTER runs."""
+    cfg = seeded(db_url, db_schema)
+    with psycopg.connect(db_url) as c:
+        c.execute(f"""INSERT INTO "{db_schema}".scene_stages (obsid, stage, status, retryable, attempts)
+                      VALUES (10, 'scl', 'Read error', true, 3), (10, 's2_10m', 'ingested', true, 0),
+                             (10, 's2_20m', 'ingested', true, 0), (11, 'bs', 'Quarantined', true, 1)""")
+    rep = run_maintenance(db_url, cfg)
+    assert rep["partitions"] == {0: {"sigs": "done", "hists": "done"}}
+    with psycopg.connect(db_url) as c:                        # an SCL that will be retried: still busy
+        c.execute(f"""UPDATE "{db_schema}".scene_stages SET attempts = 1 WHERE obsid = 10 AND stage = 'scl'""")
+        c.execute(f'INSERT INTO "{db_schema}".sigs (pid, obsid, band, count) VALUES (4, 11, %s, 5)', ("VVb",))
+    rep = run_maintenance(db_url, cfg)
+    assert rep["partitions"][0]["sigs"] == "skipped: 2 stages pending or in progress"
+
+
+def test_a_locked_table_skips_its_vacuum_and_cluster_and_leaves_no_index(db_url, db_schema):
+    """An analyst's open read holds a partition (CLUSTER waits for ACCESS EXCLUSIVE); a
+    CREATE INDEX holds another table (VACUUM waits): both are skipped, the rest is done, the
+    index built for CLUSTER does not stay, and the next run catches up."""
+    cfg = seeded(db_url, db_schema)
+    cfg = cfg.model_copy(update={"maintenance": cfg.maintenance.model_copy(update={"lock_timeout_s": 0.5})})
+
+    def indexes():
+        with psycopg.connect(db_url) as c:
+            return {r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (db_schema,))}
+
+    with psycopg.connect(db_url) as reader, psycopg.connect(db_url) as ddl:
+        reader.execute(f'SELECT count(*) FROM "{db_schema}".hists_o000000000').fetchone()   # transaction open
+        ddl.execute(f'LOCK TABLE "{db_schema}".aois IN SHARE MODE')
+        rep = run_maintenance(db_url, cfg)
+        assert rep["vacuum_skipped"] == ["aois"]
+        assert rep["partitions"] == {0: {"hists": "skipped: locked", "sigs": "done"}}
+    assert not any(i.endswith("_cluster_pid") for i in indexes())
+    rep = run_maintenance(db_url, cfg)
+    assert "vacuum_skipped" not in rep and rep["partitions"][0]["hists"] == "done"
+    assert not any(i.endswith("_cluster_pid") for i in indexes())
