@@ -496,8 +496,8 @@ def parse_polygon(text: str):
         except ValueError:
             doc = None
         crs = doc.get("crs") if isinstance(doc, dict) else None
-        name = crs.get("properties", {}).get("name") if isinstance(crs, dict) and isinstance(
-            crs.get("properties"), dict) else crs
+        props = crs.get("properties") if isinstance(crs, dict) else None
+        name = props.get("name") if isinstance(props, dict) else crs
         if name is not None and not any(k in str(name).upper() for k in ("4326", "CRS84")):
             raise BadRequest(f"polygon: GeoJSON crs {str(name)[:80]!r} is not supported; give lon/lat "
                              "coordinates in EPSG:4326 (RFC 7946)")

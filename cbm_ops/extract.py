@@ -250,8 +250,8 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                     if bf.offset:
                         st[:, [1, 3, 4, 5, 6, 7]] += bf.offset   # all but count and std
                     if pids is not None and pids is not idx.pids and not np.array_equal(pids, idx.pids):
-                        raise writer.ParcelsChanged(f"{bf.band}: bands of one stage on different parcel "
-                                                    "indexes (the parcel set was replaced meanwhile)")
+                        raise SceneError("Grid error", f"{bf.band}: bands of one stage on different parcel "
+                                         "indexes", retryable=True)    # a replaced set is caught above
                     pids = idx.pids
                     stats.append(st)
                     codes.append(bf.band)

@@ -98,7 +98,8 @@ def vacuum_cluster(url: str, cfg: AoiConfig, *, cluster: bool = True) -> dict[st
             try:
                 conn.execute(q("vacuum_table", schema=schema, table=table))
             except psycopg.errors.LockNotAvailable:     # e.g. a CREATE INDEX holds it: next time
-                log.warning("VACUUM of %s.%s skipped: the table stayed locked for 10 s", schema, table)
+                log.warning("VACUUM of %s.%s skipped: the table stayed locked for %g s", schema, table,
+                            cfg.maintenance.lock_timeout_s)
                 skipped.append(table)
         out["vacuum_s"] = round(time.perf_counter() - t0, 2)
         if skipped:

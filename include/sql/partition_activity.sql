@@ -1,7 +1,7 @@
 -- Is a partition pair [lo, hi) cold enough for CLUSTER? open_range: new obsids may still
 -- fall into it (its end is beyond the catalogue's largest id); busy: stages of its scenes
--- pending (and able to run) or in progress; mods: inserts + deletes of both tables so far, last_mods: at
--- the last CLUSTER (unchanged partitions are not clustered again).
+-- in progress, or pending and able to run; mods: inserts + deletes of both tables so far,
+-- last_mods: at the last CLUSTER (unchanged partitions are not clustered again).
 SELECT %(hi)s::int - 1 > coalesce((SELECT max(id) FROM {schema}.dias_catalogue), 0) AS open_range,
        (SELECT count(*)::int FROM {schema}.scene_stages s
         WHERE s.obsid >= %(lo)s::int AND s.obsid < %(hi)s::int
