@@ -59,7 +59,7 @@ screenshots: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy cbm_ops
+	$(VENV)/bin/mypy cbm_ops dags plugins
 
 # Rebuild include/sample/ from ../shared/data (not needed for demo/test: the sample is committed).
 sample: venv

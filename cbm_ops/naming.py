@@ -24,14 +24,12 @@ import math
 import re
 from dataclasses import dataclass
 
+from .errors import ProductNameError
+
 _S2 = re.compile(r"^(S2[A-D])_MSI(L2A|L1C)_(\d{8}T\d{6})_N(\d{4})_R(\d{3})_T(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})_(\w+)$")
 _S1 = re.compile(r"^(S1[A-D])_(\w{2})_(\w{4})_(\w{4})_(\d{8}T\d{6})_(\d{8}T\d{6})_(\d{6})_(\w{6})_(\w{4})"
                  r"(?:_(CARD_BS|CARD_COH6|CARD_COH12|COG))?$")
 _EXTENSIONS = (".SAFE", ".zip", ".tif", ".dim")
-
-
-class ProductNameError(ValueError):
-    """A product name does not follow the Sentinel naming convention."""
 
 
 def strip_extension(title: str) -> str:

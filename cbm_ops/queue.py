@@ -7,6 +7,7 @@ reference (``select card, status, count(*) from dias_catalogue group by 1, 2``):
                             |  \\--fail--> named error ('No file', 'Read error', ...)
                             \\--lease expires--> claimable again (attempts counted)
 
+* :func:`enqueue` creates the pending stage rows of newly harvested scenes;
 * :func:`claim` takes the oldest pending scenes atomically (``FOR UPDATE SKIP LOCKED``)
   and gives them a lease plus a session-level advisory lock (the liveness lock) on the
   worker's :class:`Session`; a scene whose holder died (lock released by PostgreSQL at
@@ -35,8 +36,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from .config import STAGES, AoiConfig
-from .db import q, transaction
-from .partitions import group_by_partition
+from .db import connect, q, transaction
+from .db.partitions import group_by_partition
+from .errors import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,6 @@ DONE = (EXTRACTED, NO_PARCELS)
 # Stage that must be extracted first, and stages that inherit its "No parcels".
 REQUIRES = {"s2_10m": "scl", "s2_20m": "scl"}
 DEPENDENTS = {"scl": ("s2_10m", "s2_20m")}
-
-
-class LeaseLost(RuntimeError):
-    """The scene's lease is owned by someone else now; the caller must roll back."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +72,26 @@ class Claim:
     gate_released: bool = False        # an operator accepted this stage despite the quality gate
     footprint: bytes | None = None     # catalogue footprint, EPSG:4326 WKB
     source: str | None = None          # catalogue source that harvested the scene
+
+
+def enqueue(conn, cfg: AoiConfig, start: dt.datetime | None = None,
+            end: dt.datetime | None = None) -> int:
+    """Create the pending stage rows of the AOI's scenes (idempotent).
+
+    Scenes of configured cards whose footprint intersects the AOI get one
+    ``scene_stages`` row per configured stage; existing rows are left alone.
+
+    Returns
+    -------
+    int
+        Number of stage rows created.
+    """
+    stages = list(cfg.stages)
+    cards = [STAGES[s][0] for s in stages]
+    cur = conn.execute(q("stages_enqueue", schema=cfg.schema),
+                       {"aoi": cfg.name, "stages": stages, "cards": cards,
+                        "start": start, "end": end})
+    return cur.rowcount
 
 
 STAGE_INDEX = {"scl": 0, "s2_10m": 1, "s2_20m": 2, "bs": 3, "c6": 4}   # liveness lock keys
@@ -226,8 +244,6 @@ class Session:
     @property
     def conn(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            from .db import connect
-
             self._conn = connect(self.url, application_name="cbm-airflow worker")
         return self._conn
 
@@ -271,7 +287,7 @@ def complete(conn: psycopg.Connection, cfg: AoiConfig, c: Claim, owner: str, *,
              lineage: dict[str, Any] | None = None, quality: dict[str, Any] | None = None) -> None:
     """Mark a claimed stage done, in the caller's transaction (with its result rows).
 
-    ``lineage`` (:mod:`cbm_ops.lineage`) and ``quality`` (:mod:`cbm_ops.quality`) are
+    ``lineage`` (:mod:`cbm_ops.extract.lineage`) and ``quality`` (:mod:`cbm_ops.extract.quality`) are
     recorded on the stage.
 
     ``status`` is ``extracted`` or ``No parcels``; a ``No parcels`` SCL stage also marks

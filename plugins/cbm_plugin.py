@@ -4,7 +4,7 @@
   database URL (a ``postgres`` connection, default ``cbm_db``) and S3 credentials for
   the scene store (an ``aws`` connection, default ``cbm_s3``: login = access key,
   password = secret key, extra ``{"endpoint_url": "https://eodata.cloudferro.com"}``).
-* The HTTP API of ``cbm_api.py`` in the api-server at ``/cbm``, behind Airflow's login:
+* The HTTP API of the ``cbm_api`` package in the api-server at ``/cbm``, behind Airflow's login:
   the AOI status (``/cbm/`` page, ``/cbm/aois``, ``/cbm/aois/{name}``: scenes per card,
   stage and status, what operators ran as ``select card, status, count(*) from
   dias_catalogue group by 1, 2``) and the analysts' parcel API ``/cbm/query/...``
@@ -60,7 +60,7 @@ class CbmHook(BaseHook):
 
 
 def create_status_app(*, require_auth: bool = True):
-    """FastAPI app mounted at ``/cbm``: AOI status and the parcel API (see ``cbm_api.py``).
+    """FastAPI app mounted at ``/cbm``: AOI status and the parcel API (see the ``cbm_api`` package).
 
     Requests need an Airflow login (the UI's session cookie or an API token,
     ``Authorization: Bearer <token>`` from ``POST /auth/token``); ``require_auth=False``

@@ -183,8 +183,7 @@ def main() -> int:
     import numba
     from bench_rasterize import bench_index
 
-    from cbm_ops import kernels
-    from cbm_ops.rasterize import Grid, build_index
+    from cbm_ops.grid import Grid, build_index, kernels
 
     emit("machine", {"cpus": os.cpu_count(), "numba_threads": numba.get_num_threads(),
                      "gdal_num_threads": os.environ["GDAL_NUM_THREADS"], "rasterio_gdal": rasterio.__gdal_version__,
@@ -295,15 +294,16 @@ def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx1
     import psycopg
     from bench_scale import cpu_seconds, s1_scenes
 
-    from cbm_ops import queue, writer
-    from cbm_ops.catalogue import HarvestReport, SceneRecord, enqueue, upsert
+    from cbm_ops import queue
     from cbm_ops.config import AoiConfig
     from cbm_ops.db import transaction
-    from cbm_ops.devdb import TempPostgis
-    from cbm_ops.extract import run_queue
+    from cbm_ops.db.devdb import TempPostgis
+    from cbm_ops.db.partitions import ensure_partition
+    from cbm_ops.extract import run_queue, writer
+    from cbm_ops.grid.stored import rasterize_aoi
+    from cbm_ops.harvest import HarvestReport, SceneRecord, upsert
     from cbm_ops.parcels import import_parcels
-    from cbm_ops.partitions import ensure_partition
-    from cbm_ops.rasterize import rasterize_aoi
+    from cbm_ops.queue import enqueue
 
     costs: dict[str, float] = {}
     pg = TempPostgis.start(dbname="cbm_bench")

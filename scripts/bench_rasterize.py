@@ -40,8 +40,7 @@ import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 from affine import Affine  # noqa: E402
 
-from cbm_ops import kernels  # noqa: E402
-from cbm_ops.rasterize import Grid, ParcelIndex, build_index  # noqa: E402
+from cbm_ops.grid import Grid, ParcelIndex, build_index, kernels  # noqa: E402
 
 OUT = ROOT / "bench-output" / "raster"
 TILE_X0, TILE_Y0, N10, EPSG = 499980.0, 5700000.0, 10980, 32631

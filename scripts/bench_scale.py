@@ -80,9 +80,10 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
     import shapely
     from pyproj import Transformer
 
-    from cbm_ops.catalogue import HarvestReport, SceneRecord, enqueue, upsert
     from cbm_ops.db import transaction
     from cbm_ops.extract import run_queue
+    from cbm_ops.harvest import HarvestReport, SceneRecord, upsert
+    from cbm_ops.queue import enqueue
 
     x0 = tile_x0 - 70_000 + 3.7                       # "Auto UTM": off the 10 m lattice of S2
     y0 = tile_y0 + 40_000 - 2.1
@@ -117,16 +118,17 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
             lin = conn.execute(f'SELECT lineage FROM "{cfg.schema}".scene_stages WHERE obsid = %s AND stage = %s',
                                (ids[0], "bs")).fetchone()[0]
         # the same two band windows, read again: what the scene had to read
-        from cbm_ops.rasterize import Grid, index_for_grid
+        from cbm_ops.grid import Grid
+        from cbm_ops.grid.stored import index_for_grid
 
         t_win = 0.0
         for pol in ("VV", "VH"):
             with rasterio.open(d / f"Gamma0_{pol}.img") as ds:
                 grid = Grid.from_raster(epsg, ds.transform, ds.width, ds.height)
                 idx = index_for_grid(url, cfg, grid, obsid=ids[0])   # the scene's own: no new sighting
-                from cbm_ops.extract import _window
+                from cbm_ops.extract.bands import window_of
 
-                win = _window(grid, idx)
+                win = window_of(grid, idx)
                 ta = time.perf_counter()
                 ds.read(1, window=win[0])
                 t_win += time.perf_counter() - ta
@@ -156,8 +158,8 @@ _WORKER = _HWM + r"""
 import json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from cbm_ops import kernels
-from cbm_ops.rasterize import Grid, ParcelIndex
+from cbm_ops.grid import kernels
+from cbm_ops.grid import Grid, ParcelIndex
 t0 = time.perf_counter()
 meta = json.loads(open(sys.argv[2] + ".json").read())
 grid = Grid(**meta["grid"])
@@ -183,7 +185,7 @@ import json, sys, time
 import numpy as np, shapely
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/scripts"]
 from synthetic_parcels import extent_for, make_parcels
-from cbm_ops.rasterize import build_index, lattice_grid
+from cbm_ops.grid import build_index, lattice_grid
 n = int(sys.argv[3])
 t0 = time.perf_counter()
 geoms = make_parcels(n, extent_for(n), seed=7)

@@ -739,11 +739,11 @@ def verify(out: Path, s2: list[dict], s1: list[dict], parcels: list[dict]) -> li
     lines.append(f"parcels: {len(feats)} polygons (FID 1 = the real LPIS parcel), EPSG:{EPSG}")
     # The project's own catalogue parser.
     sys.path.insert(0, str(REPO))
-    from cbm_ops import catalogue  # noqa: PLC0415
+    from cbm_ops.harvest import parsers, records  # noqa: PLC0415
 
     for fname, card, count in (("s2_l2a.json", "s2", len(s2)), ("s1_card_bs.json", "bs", len(s1))):
-        page = catalogue.parse_file(out / "catalogue" / fname)
-        recs = [catalogue.normalise(r, "sample") for r in page.records]
+        page = parsers.parse_file(out / "catalogue" / fname)
+        recs = [records.normalise(r, "sample") for r in page.records]
         assert len(recs) == count == page.total, (fname, len(recs), count)
         refs = set()
         for r in recs:
@@ -753,7 +753,7 @@ def verify(out: Path, s2: list[dict], s1: list[dict], parcels: list[dict]) -> li
             assert r.product_identifier.startswith("/eodata/") and path.is_dir(), r.product_identifier
             refs.add(r.reference)
         assert len(refs) == count, f"{fname}: duplicate references"
-        lines.append(f"catalogue/{fname}: {len(recs)} records normalised by cbm_ops.catalogue "
+        lines.append(f"catalogue/{fname}: {len(recs)} records normalised by cbm_ops.harvest "
                      f"(card {card}, EPSG {EPSG}{', tile ' + TILE if card == 's2' else ''}), "
                      "every product_identifier exists under eodata/")
     stray = [p for p in out.rglob("*.aux.xml")]
@@ -896,7 +896,7 @@ parcels/flanders_{PATCH}.gpkg   layer `parcels`, {len(parcels)} polygons, EPSG:3
 products.csv                every product with its reconstructed fields and orbit residuals
 ```
 
-`catalogue/` holds only catalogue responses: `cbm_ops.catalogue.OfflineSource` reads every
+`catalogue/` holds only catalogue responses: `cbm_ops.harvest.OfflineSource` reads every
 `*.json` in it.
 
 ## Where every file comes from

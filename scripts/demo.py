@@ -8,7 +8,7 @@ The DAG runs on a real Airflow deployment: the one-host stack of `make stack`
 (scripts/stack.py: CeleryExecutor, two workers, scheduler, api-server; state in
 demo-output/stack), triggered through the REST API with Params as the UI's Trigger form
 does. Its task logs are written by the workers, so the UI opens them. The results
-database is a throwaway PostGIS cluster (cbm_ops.devdb); it and the deployment stay up
+database is a throwaway PostGIS cluster (cbm_ops.db.devdb); it and the deployment stay up
 after the run so the UI shows the same data; a second `make demo` reuses both, finds
 nothing new to do and must end with the same rows. CBM_DB_URL points the demo at another
 database instead.
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cbm_ops.config import load_all  # noqa: E402
-from cbm_ops.devdb import TempPostgis  # noqa: E402
+from cbm_ops.db.devdb import TempPostgis  # noqa: E402
 
 OUT = ROOT / "demo-output"
 STATE = OUT / "devdb.json"
@@ -102,7 +102,7 @@ def run() -> None:
     single_instance()
     url = database()
     aois = [a for a in load_all().values() if a.name in DEMO_AOIS]
-    from cbm_ops.partitions import migrate
+    from cbm_ops.db.partitions import migrate
 
     for cfg in aois:       # a demo database of an earlier version: partition its results in place
         out = migrate(url, cfg)
@@ -163,7 +163,7 @@ def counts(url: str, aois) -> dict[str, list[int]]:
 
 def report(url: str, cfg) -> dict:
     """Per-parcel table (printed), summary dict; one parcel's time series and the PNGs through the API."""
-    from cbm_ops.report import aoi_report
+    from cbm_ops.analyst.report import aoi_report
 
     rep = aoi_report(url, cfg)
     print(f"\n{cfg.name}: {cfg.description}")

@@ -11,7 +11,7 @@ Celery workers with distinct host names, plus the results PostGIS and the demo A
 
 * Settings: deploy/airflow.env (shared with docker-compose.yaml through env_file), plus
   what depends on this host: free ports, paths of this checkout, generated secrets.
-* Metadata database and results PostGIS: throwaway clusters (cbm_ops.devdb) unless
+* Metadata database and results PostGIS: throwaway clusters (cbm_ops.db.devdb) unless
   ``--results-url`` names an existing results database (the demo's).
 * Redis: its own ``redis-server`` on a free port (no persistence).
 * Init: ``airflow db migrate``, then scripts/compose-init.sh (pools, results schemas),
@@ -46,7 +46,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cbm_ops.devdb import free_port  # noqa: E402  (the package, also without an install)
+from cbm_ops.db.devdb import free_port  # noqa: E402  (the package, also without an install)
 
 SETTINGS_FILE = ROOT / "deploy" / "airflow.env"
 DEFAULT_STATE = ROOT / "stack-output"
@@ -476,7 +476,7 @@ def start(state_dir: Path = DEFAULT_STATE, *, results_url: str | None = None, ao
         partly started stack is stopped again).
     """
     from cbm_ops.config import load_all
-    from cbm_ops.devdb import TempPostgis
+    from cbm_ops.db.devdb import TempPostgis
 
     state_dir = Path(state_dir).resolve()
     if load(state_dir) is not None:
@@ -532,7 +532,7 @@ def start(state_dir: Path = DEFAULT_STATE, *, results_url: str | None = None, ao
 
 def stop(state_dir: Path = DEFAULT_STATE, *, quiet: bool = False) -> None:
     """Stop every process of the stack and remove its throwaway clusters."""
-    from cbm_ops.devdb import TempPostgis
+    from cbm_ops.db.devdb import TempPostgis
 
     stack = load(Path(state_dir))
     if stack is None:

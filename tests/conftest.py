@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cbm_ops.devdb import TempPostgis
+from cbm_ops.db.devdb import TempPostgis
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -50,3 +50,15 @@ def shared(*parts: str) -> Path:
     if not p.exists():
         pytest.fail(f"{p} is missing: clone the shared data beside the project (../shared)")
     return p
+
+
+@pytest.fixture(scope="module")
+def overlap_aoi(db_url, tmp_path_factory):
+    """The SYNTHETIC overlapping-granules AOI (``synthetic.build_overlap_aoi``) extracted end to end;
+    yields (cfg, arrays by product, obsid by reference) and drops its schema afterwards."""
+    from synthetic import build_overlap_aoi
+
+    cfg, arrays, obsids = build_overlap_aoi(db_url, tmp_path_factory.mktemp("canon"))
+    yield cfg, arrays, obsids
+    with psycopg.connect(db_url, autocommit=True) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{cfg.schema}" CASCADE')

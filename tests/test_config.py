@@ -16,7 +16,7 @@ from cbm_ops.config import ConfigError, load_all, load_aoi
     ("postgresql://u@h/d?__extra__=%7B%7D&sslmode=require", "postgresql://u@h/d?sslmode=require"),
 ])
 def test_airflow_urls_become_libpq_urls(url, expect):
-    assert db._libpq_url(url) == expect
+    assert db.libpq_url(url) == expect
 
 
 def test_db_url_from_airflow_connection_env(monkeypatch):
@@ -78,7 +78,7 @@ def test_one_invalid_aoi_file_leaves_the_others_loadable(tmp_path):
 
 
 def test_threads_per_task_follow_worker_slots(monkeypatch):
-    from cbm_ops import runtime
+    from cbm_ops.extract import threads as runtime
 
     for var in ("CBM_THREADS_PER_TASK", "AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CORE__EXECUTOR"):
         monkeypatch.delenv(var, raising=False)

@@ -10,12 +10,13 @@ import time
 
 import psycopg
 import pytest
+from synthetic import set_aoi
 
-from cbm_ops import catalogue, queue
+from cbm_ops import queue
 from cbm_ops.config import AoiConfig
 from cbm_ops.db import transaction
-from cbm_ops.parcels import set_aoi
-from cbm_ops.partitions import ensure_partition
+from cbm_ops.db.partitions import ensure_partition
+from cbm_ops.harvest import HarvestReport, SceneRecord, upsert
 
 AOI_WKT = "POLYGON((2.9 50.4, 4.5 50.4, 4.5 51.4, 2.9 51.4, 2.9 50.4))"
 FOOTPRINT = "MULTIPOLYGON(((2.9 50.4, 4.5 50.4, 4.5 51.4, 2.9 51.4, 2.9 50.4)))"
@@ -34,7 +35,7 @@ def seed(url: str, cfg: AoiConfig, n_s2: int, n_bs: int = 0) -> None:
     for i in range(n_s2):
         t = base + dt.timedelta(days=i)
         ref = f"S2A_MSIL2A_{t:%Y%m%dT%H%M%S}_N0510_R051_T31UDS_{t:%Y%m%d}T140000"
-        recs.append(catalogue.SceneRecord(
+        recs.append(SceneRecord(
             reference=ref, obstime=t, sensor="2A", card="s2", footprint_wkt=FOOTPRINT,
             tile="31UDS", epsg=32631, relative_orbit=51, orbit_direction="DESCENDING",
             processing_baseline="05.10", cloud_cover=1.0, product_identifier="/eodata/x", catalogue_id=None,
@@ -42,14 +43,14 @@ def seed(url: str, cfg: AoiConfig, n_s2: int, n_bs: int = 0) -> None:
     for i in range(n_bs):
         t = base + dt.timedelta(days=i, hours=7)
         ref = f"S1A_IW_GRDH_1SDV_{t:%Y%m%dT%H%M%S}_{t:%Y%m%dT%H%M%S}_052000_06{i:04X}_ABCD_CARD_BS"
-        recs.append(catalogue.SceneRecord(
+        recs.append(SceneRecord(
             reference=ref, obstime=t, sensor="1A", card="bs", footprint_wkt=FOOTPRINT,
             tile=None, epsg=32631, relative_orbit=88, orbit_direction="ASCENDING", processing_baseline=None,
             cloud_cover=None, product_identifier="/eodata/y", catalogue_id=None, source="test"))
-    report = catalogue.HarvestReport()
+    report = HarvestReport()
     with transaction(url) as conn:
-        ids = catalogue.upsert(conn, cfg.schema, recs, report)
-        catalogue.enqueue(conn, cfg)
+        ids = upsert(conn, cfg.schema, recs, report)
+        queue.enqueue(conn, cfg)
     assert report.inserted == n_s2 + n_bs, report.errors
     for obsid in ids:                     # result partitions (extraction creates them on demand)
         ensure_partition(url, cfg, obsid)

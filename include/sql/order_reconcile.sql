@@ -1,5 +1,5 @@
 -- Order items whose CARD product is now catalogued become 'harvested' (with its obsid).
--- The identity expression is cbm_ops.ordering.s1_identity: mission, start, stop,
+-- The identity expression is cbm_ops.harvest.ordering.s1_identity: mission, start, stop,
 -- absolute orbit, datatake id of the Sentinel-1 name (braces doubled for psycopg.sql).
 UPDATE {schema}.card_order_items i
 SET status = 'harvested', obsid = c.id, updated_at = now()

@@ -1,4 +1,4 @@
--- Harvest log and Sentinel-1 CARD orders (cbm_ops.catalogue, cbm_ops.ordering). Applied by
+-- Harvest log and Sentinel-1 CARD orders (cbm_ops.catalogue, cbm_ops.harvest.ordering). Applied by
 -- cbm_ops.db.ensure_schema after schema.sql; idempotent.
 
 -- One row per harvest of one card: its sensing-time window, when it ran, how it ended and
@@ -47,7 +47,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS card_orders_remote_idx ON {schema}.card_orders
 
 -- The source products (GRD for CARD-BS, SLC for CARD-COH6) of each order.
 -- identity = mission_start_stop_absorbit_datatake of the source product name: the CARD
--- product made from it carries the same fields (cbm_ops.ordering.s1_identity).
+-- product made from it carries the same fields (cbm_ops.harvest.ordering.s1_identity).
 CREATE TABLE IF NOT EXISTS {schema}.card_order_items (
     order_id        integer NOT NULL REFERENCES {schema}.card_orders (id) ON DELETE CASCADE,
     source_reference varchar(120) NOT NULL,

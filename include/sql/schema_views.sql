@@ -34,7 +34,7 @@
 --
 -- CLOUD FLAG (column "cloudfree"): true when the parcel's SCL histogram has none of the
 -- classes 3 (cloud shadow), 8, 9 (cloud medium/high probability), 10 (thin cirrus),
--- 11 (snow) (the JRC clients' rule, cbm_ops.report.CLOUDY_SCL); NULL without histogram.
+-- 11 (snow) (the JRC clients' rule, cbm_ops.analyst.report.CLOUDY_SCL); NULL without histogram.
 --
 -- (Regex quantifiers are written {{n}}: the file is a psycopg.sql template.) Columns of these
 -- views can only be appended (CREATE OR REPLACE VIEW); dropping or renaming one needs a DROP

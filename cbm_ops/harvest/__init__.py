@@ -1,0 +1,20 @@
+"""Harvest: the catalogue of Sentinel scenes over an AOI, its completeness, S1 CARD orders.
+
+* :mod:`.records`: record types, the field-by-field checks (:func:`normalise`) and the
+  :class:`HarvestReport`;
+* :mod:`.parsers`: resto GeoJSON, Atom and STAC documents taken apart into raw records;
+* :mod:`.sources`: where records come from (resto, saved responses), paged and split;
+* :mod:`.catalogue`: the harvest into ``dias_catalogue`` (upsert, ``harvest_log``, queueing
+  of new scenes) and the widening of scheduled windows over outages;
+* :mod:`.completeness`: expected acquisitions (revisit pattern) vs harvested vs extracted;
+* :mod:`.ordering`: Sentinel-1 CARD products ordered from the processing service.
+"""
+
+from ..errors import HarvestError, NotCardError, RecordError
+from .catalogue import harvest, harvest_history, upsert, widened_window
+from .records import HarvestReport, RawRecord, SceneRecord, normalise, normalise_checked
+from .sources import OfflineSource, RestoSource, make_source
+
+__all__ = ["HarvestError", "HarvestReport", "NotCardError", "OfflineSource", "RawRecord", "RecordError",
+           "RestoSource", "SceneRecord", "harvest", "harvest_history", "make_source", "normalise",
+           "normalise_checked", "upsert", "widened_window"]
