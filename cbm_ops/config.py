@@ -90,31 +90,106 @@ class ParcelsConfig(_Strict):
         return v
 
 
+# Default catalogue URL per source. CDSE switched its resto catalogue off in March 2026;
+# its OData and STAC APIs remain (../shared/data/catalogue-responses/APIS.md).
+CATALOGUE_URLS = {
+    "odata": "https://catalogue.dataspace.copernicus.eu/odata/v1",
+    "stac": "https://stac.dataspace.copernicus.eu/v1",
+    "resto": "https://datahub.creodias.eu/resto/api/collections/{collection}/search.json",
+}
+# Page size per source when catalogue.page_size is not set, and the services' maxima:
+# OData $top <= 1000 (CDSE OData doc); CDSE STAC v1 limit <= 200 for sentinel-2-l2a (CDSE
+# staff on the forum); resto maxRecords <= 2000 (CREODIAS).
+PAGE_SIZE = {"odata": 100, "stac": 100, "resto": 500, "offline": 500}
+PAGE_MAX = {"odata": 1000, "stac": 10000, "resto": 2000, "offline": 10000}
+CDSE_STAC_PAGE_MAX = 200
+# Records one query can reach: OData $skip <= 10,000 (CDSE release note 2024-11-12, plus one
+# page); CREODIAS resto 2000. Windows whose count is above it are split.
+MAX_PER_QUERY = {"odata": 10000, "stac": 10000, "resto": 2000, "offline": 10**9}
+
+
 class CatalogueConfig(_Strict):
-    source: Literal["resto", "offline"] = "resto"
-    url: str = "https://datahub.creodias.eu/resto/api/collections/{collection}/search.json"
-    format: Literal["json", "atom"] = "json"
-    path: str | None = None            # offline: directory of saved responses / STAC items
-    page_size: int = Field(default=500, ge=1, le=2000)
-    max_per_query: int = Field(default=2000, ge=1)  # server cap per query (split above)
+    """Where scene records come from (docs/harvest.md, "Catalogue sources").
+
+    ``odata`` (CDSE OData, the default), ``stac`` (any STAC API through pystac-client: CDSE
+    STAC v1, Earth Search, Planetary Computer), ``resto`` (other DIAS), ``offline`` (saved
+    responses). ``url``, ``page_size`` and ``max_per_query`` default per source.
+    """
+
+    source: Literal["odata", "stac", "resto", "offline"] = "odata"
+    url: str | None = None             # default per source: CATALOGUE_URLS
+    format: Literal["json", "atom"] = "json"     # resto only
+    path: str | None = None            # offline: directory of saved responses / STAC items / OData pages
+    page_size: int | None = Field(default=None, ge=1)       # default PAGE_SIZE[source]
+    max_per_query: int | None = Field(default=None, ge=1)   # server cap per query (split above)
+    max_skip: int = Field(default=10000, ge=1)   # odata: largest $skip the service accepts
     timeout_s: float = 60.0
     retries: int = Field(default=5, ge=0)
     min_window_hours: float = 1.0      # never split a window below this
-    s2_product_type: str = "S2MSI2A"   # resto productType of S2 L2A (CDSE, CREODIAS datahub; "L2A" on the old finder)
+    s2_product_type: str = "S2MSI2A"   # productType of S2 L2A (OData, CDSE/CREODIAS resto; "L2A" on the old finder)
+    # OData/resto productType per S1 CARD (CARD-COH6 in OData is UNCONFIRMED: docs/harvest.md)
+    card_product_types: dict[str, str] = Field(default_factory=lambda: {"bs": "CARD-BS", "c6": "CARD-COH6"})
+    max_cloud_cover: float | None = Field(default=None, ge=0, le=100)   # S2, percent; server- and client-side
+    online_only: bool = False          # odata: add "Online eq true"
+    # stac: collection per card; a card without one is not harvested from the source (reported)
+    collections: dict[str, str] = Field(default_factory=lambda: {"s2": "sentinel-2-l2a"})
+    # stac: how the cloud cover reaches the server: CQL2 filter, the query extension, or not at
+    # all; auto = query for Planetary Computer and Earth Search, cql2 otherwise
+    cloud_filter: Literal["auto", "cql2", "query", "none"] = "auto"
+    # stac: href signer at read time; auto = planetary_computer for planetarycomputer.microsoft.com
+    signer: Literal["auto", "none", "planetary_computer"] = "auto"
+    # stac (Earth Search sentinel-2-l2a): what earthsearch:boa_offset_applied means
+    boa_offset_applied: Literal["trust_flag", "assume_applied", "assume_raw"] = "trust_flag"
+    max_pages: int = Field(default=1000, ge=1)   # per window: guard against a server that pages forever
 
     @model_validator(mode="after")
-    def _offline_needs_path(self) -> CatalogueConfig:
+    def _check(self) -> CatalogueConfig:
         if self.source == "offline" and not self.path:
             raise ValueError("catalogue.source 'offline' needs catalogue.path")
+        if self.page_size is not None and self.page_size > PAGE_MAX[self.source]:
+            raise ValueError(f"catalogue.page_size {self.page_size} is above the {self.source} "
+                             f"maximum {PAGE_MAX[self.source]}")
+        if (self.source == "stac" and self.page_size is not None and self.page_size > CDSE_STAC_PAGE_MAX
+                and "dataspace.copernicus.eu" in self.api_url):
+            raise ValueError(f"catalogue.page_size {self.page_size}: CDSE STAC accepts at most "
+                             f"{CDSE_STAC_PAGE_MAX} items per page")
+        bad = set(self.collections) - {"s2", "bs", "c6"}
+        bad |= set(self.card_product_types) - {"bs", "c6"}
+        if bad:
+            raise ValueError(f"unknown cards {sorted(bad)} (cards: s2, bs, c6)")
         return self
+
+    @property
+    def api_url(self) -> str:
+        """The catalogue URL: ``url`` or the source's default (:data:`CATALOGUE_URLS`)."""
+        return (self.url or CATALOGUE_URLS.get(self.source, "")).rstrip("/")
+
+    @property
+    def page(self) -> int:
+        """Records per page requested (``page_size`` or the source's default)."""
+        return self.page_size or PAGE_SIZE[self.source]
+
+    @property
+    def cap(self) -> int:
+        """Records one query can reach (``max_per_query`` or the source's default)."""
+        return self.max_per_query or MAX_PER_QUERY[self.source]
 
 
 class StoreConfig(_Strict):
+    """Where band files are read (docs/harvest.md, "Scene access")."""
+
     kind: Literal["mount", "s3"] = "mount"
     root: str = "/eodata"              # mount: directory that holds Sentinel-1/, Sentinel-2/
     bucket: str = "eodata"             # s3
     conn_id: str = "cbm_s3"            # s3: Airflow connection (aws) or CBM_S3_* environment
     cache_dir: str | None = None       # s3: per-scene download cache (default: system temp)
+    # s3: read GeoTIFF/COG bands with HTTP range requests (GDAL /vsis3/) instead of downloading
+    # them; auto = .tif range-read, JP2 downloaded (fewer requests per scene on CDSE)
+    range_reads: Literal["auto", "always", "never"] = "auto"
+    region: str = "us-east-1"          # s3: SigV4 region (CDSE: any; its boto3 example uses "default")
+    # s3 free-tier limits per process (CDSE: 4 connections, 2,000 requests/min)
+    max_connections: int = Field(default=4, ge=1)
+    max_requests_per_minute: int = Field(default=2000, ge=1)
 
 
 class MaintenanceConfig(_Strict):
@@ -183,36 +258,40 @@ class CompletenessConfig(_Strict):
 
 
 class OrderingConfig(_Strict):
-    """Order missing Sentinel-1 CARD products from the DIAS processing service (off by default).
-
-    Endpoints and payloads: see docs/harvest.md (CREODIAS finder order API).
-    """
+    """Order missing Sentinel-1 CARD products from the CDSE On-Demand Processing (ODP) API
+    (off by default). Endpoints, payloads and what is assumed: docs/harvest.md."""
 
     enabled: bool = False
-    conn_id: str = "cbm_order"          # Airflow connection (http): login, password, host = API URL
-    url: str = "https://finder.creodias.eu/api/order"   # order API base (without trailing /)
-    token_url: str = "https://auth.creodias.eu/auth/realms/DIAS/protocol/openid-connect/token"
-    client_id: str = "CLOUDFERRO_PUBLIC"
+    conn_id: str = "cbm_order"          # Airflow connection: CDSE login/password (no 2FA); host = ODP base
+    url: str = "https://odp.dataspace.copernicus.eu/odata/v1"   # ODP base (without trailing /)
+    token_url: str = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+    client_id: str = "cdse-public"
     cards: tuple[Literal["bs", "c6"], ...] = ("bs", "c6")
-    # PaaS processor per card (the seed's settings_historical.json: card_bs, coh)
-    processors: dict[str, str] = Field(default_factory=lambda: {"bs": "card_bs", "c6": "coh"})
-    # resto productType of the source products (finder: GRD / SLC; CDSE: IW_GRDH_1S / IW_SLC__1S)
-    source_product_types: dict[str, str] = Field(default_factory=lambda: {"bs": "GRD", "c6": "SLC"})
-    # extra resto query parameters of the source search (the seed: IW sensor mode)
+    # ODP workflow per card; a card not listed is looked up in GET /Workflows by its output
+    # product type (the CARD-COH6 workflow name is UNCONFIRMED; CARD-BS: card_bs in the CDSE doc)
+    workflows: dict[str, str] = Field(default_factory=dict)
+    output_product_types: dict[str, str] = Field(default_factory=lambda: {"bs": "CARD-BS", "c6": "CARD-COH6"})
+    # productType of the source products searched in the catalogue (OData/CDSE names; the old
+    # CREODIAS finder used the groups GRD / SLC)
+    source_product_types: dict[str, str] = Field(default_factory=lambda: {"bs": "IW_GRDH_1S", "c6": "IW_SLC__1S"})
+    # extra resto query parameters of the source search (catalogue.source resto only)
     source_query: dict[str, str] = Field(default_factory=lambda: {"sensorMode": "IW"})
     priority: int = 1
-    order_name: str = "{aoi}_{card}_{start:%Y%m%d}_{end:%Y%m%d}"
-    max_products_per_order: int = Field(default=500, ge=1)
-    max_products_per_run: int = Field(default=2000, ge=1)   # cost guard per call
-    poll_interval_minutes: float = Field(default=60.0, ge=0)
+    order_name: str = "{aoi}_{card}_{reference}"
+    # CDSE quotas of the Data Workspace API (CDSE doc "Quotas"): processed products per
+    # calendar month (UTC) and items processed at once
+    monthly_quota: int = Field(default=25, ge=0)
+    max_concurrent: int = Field(default=2, ge=1)
+    max_products_per_run: int = Field(default=25, ge=1)   # cost guard per call
+    poll_interval_minutes: float = Field(default=15.0, ge=0)
     # scheduled harvests reach back to the sensing time of products ordered within this many
     # days and not harvested yet (CARD products carry their source's sensing time)
     pickup_days: float = Field(default=30.0, ge=0)
-    reorder_failed: bool = False        # order again products whose earlier order item failed
+    reorder_failed: bool = False        # order again products whose earlier order failed/was cancelled
     timeout_s: float = 60.0
     retries: int = Field(default=5, ge=0)
 
-    @field_validator("processors", "source_product_types")
+    @field_validator("workflows", "source_product_types", "output_product_types")
     @classmethod
     def _cards(cls, v: dict[str, str]) -> dict[str, str]:
         bad = set(v) - {"bs", "c6"}

@@ -44,6 +44,10 @@ def aoi_geometry(conn, cfg: AoiConfig):
 def upsert(conn, schema: str, records: Iterable[SceneRecord], report: HarvestReport) -> list[int]:
     """Insert records not yet known (by reference); one savepoint per record.
 
+    A known reference is refreshed (footprint, cloud cover, product path, band hrefs) when
+    the same source modified it since (``modified``: OData ModificationDate, STAC
+    ``updated``), counted in ``report.refreshed``; its status and stages stay.
+
     Returns
     -------
     list of int
@@ -61,9 +65,12 @@ def upsert(conn, schema: str, records: Iterable[SceneRecord], report: HarvestRep
             continue
         if row is None:
             report.existing += 1
-        else:
+        elif row[1]:
             report.inserted += 1
             ids.append(row[0])
+        else:
+            report.refreshed += 1
+            report.existing += 1
     return ids
 
 

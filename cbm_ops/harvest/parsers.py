@@ -1,4 +1,4 @@
-"""Parsers of catalogue responses: resto GeoJSON, Atom/OpenSearch feeds, STAC items.
+"""Parsers of catalogue responses: resto GeoJSON, Atom/OpenSearch feeds, STAC items, OData pages.
 
 They only take a document apart into :class:`~.records.RawRecord`; nothing is converted or
 checked here (:func:`~.records.normalise` does that, per record). Only a document that
@@ -12,10 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import shapely
 from lxml import etree
 
-from ..errors import HarvestError, RecordError
+from ..errors import HarvestError, NotCardError, RecordError
 from .records import AtomGeometry, Page, RawRecord, _show
+
+# Product types harvested: S2 L2A and the S1 CARD types (OData productType attribute). A
+# record of another type (AUX, L1C, GRD ...) is a not_card record before its name is parsed
+# (S1 AUX names do not follow the product naming).
+CARD_PRODUCT_TYPES = frozenset({"S2MSI2A", "CARD-BS", "CARD-COH6"})
 
 
 def _feature_record(f: Any, *, title_keys: tuple[str, ...], start_keys: tuple[str, ...]) -> RawRecord:
@@ -131,22 +137,135 @@ def parse_atom(content: bytes) -> Page:
                 items_per_page=_opt_int(head, "itemsPerPage", "Atom feed"), next_url=next_url)
 
 
-def parse_stac(doc: dict[str, Any]) -> Page:
-    """Parse a STAC Item or ItemCollection of Sentinel-2 L2A items.
+def stac_item_record(f: Any, catalogue: str = "", collections: frozenset[str] | None = None) -> RawRecord:
+    """One STAC item of Sentinel-2 L2A as a RawRecord, with its band assets.
 
-    The product name comes from ``s2:product_uri`` or ``sentinel:product_id``, the date
-    from ``datetime`` (else ``start_datetime``). Fields are converted by :func:`normalise`.
+    The product name comes from ``s2:product_uri`` (Earth Search, Planetary Computer: their
+    item ids are not product names) or ``sentinel:product_id``, else the item ``id`` (CDSE:
+    the SAFE name without ``.SAFE``); the date from ``datetime`` (else ``start_datetime``).
+    The product identifier is the ``/eodata`` SAFE path of ``s3://eodata`` hrefs (CDSE), else
+    ``stac:<collection>/<id>`` with the COG hrefs in ``assets`` (:mod:`.assets`). An item of
+    a collection not in ``collections`` carries a :class:`NotCardError` (Earth Search answered
+    S1 GRD, L1C and Landsat items to a search without collections).
     """
+    from . import assets as assets_mod
+
+    rec = _feature_record(f, title_keys=("s2:product_uri", "sentinel:product_id"),
+                          start_keys=("datetime", "start_datetime"))
+    if rec.problem is not None or not isinstance(f, dict):
+        return rec
+    coll = f.get("collection")
+    if collections is not None and coll not in collections:
+        rec.problem = NotCardError(f"collection {coll} was not asked for", "collection", coll)
+        return rec
+    amap = assets_mod.asset_map(f, catalogue)
+    eodata = assets_mod.eodata_path(amap)
+    if eodata is not None:
+        rec.properties = {**rec.properties, "productIdentifier": eodata}
+    elif assets_mod.is_cog_item(amap):
+        rec.properties = {**rec.properties, "productIdentifier": f"stac:{coll}/{f.get('id')}"}
+    rec.assets = amap if len(amap) > 1 else None
+    return rec
+
+
+def parse_stac(doc: dict[str, Any], catalogue: str = "", collections: frozenset[str] | None = None) -> Page:
+    """Parse a STAC Item or ItemCollection (FeatureCollection) of Sentinel-2 L2A items
+    (:func:`stac_item_record`); ``total`` is ``numberMatched`` (or ``context.matched``) when
+    the page reports it."""
     feats = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
     if not isinstance(feats, list):
         raise HarvestError(f"STAC features is not a list: {_show(feats)}")
-    records = [_feature_record(f, title_keys=("s2:product_uri", "sentinel:product_id"),
-                               start_keys=("datetime", "start_datetime")) for f in feats]
-    return Page(records=records, total=len(records), items_per_page=None, next_url=None)
+    records = [stac_item_record(f, catalogue, collections) for f in feats]
+    ctx = doc.get("context") if isinstance(doc.get("context"), dict) else {}
+    total = doc.get("numberMatched", ctx.get("matched"))
+    links = doc.get("links") if isinstance(doc.get("links"), list) else []
+    nxt = next((lk for lk in links if isinstance(lk, dict) and lk.get("rel") == "next"), None)
+    return Page(records=records, total=total if isinstance(total, int) else None, items_per_page=None,
+                next_url=json.dumps(nxt, sort_keys=True) if nxt else None)
+
+
+def _odata_footprint(p: dict[str, Any]) -> Any:
+    """``GeoFootprint`` (GeoJSON) if present, else ``Footprint``
+    (``geography'SRID=4326;POLYGON ((lon lat, ...))'``) as a shapely geometry, else the text
+    as written (:func:`~.records.footprint_of` reports it)."""
+    geo = p.get("GeoFootprint")
+    if isinstance(geo, dict):
+        return geo
+    text = p.get("Footprint")
+    if not isinstance(text, str) or not text:
+        return None
+    wkt = text.strip()
+    if wkt.lower().startswith("geography'"):
+        wkt = wkt[len("geography'"):].rstrip("'")
+    if wkt.upper().startswith("SRID="):
+        wkt = wkt.split(";", 1)[-1]
+    try:
+        return shapely.from_wkt(wkt)
+    except shapely.errors.GEOSException:
+        return text
+
+
+def _odata_record(p: Any, wanted: frozenset[str]) -> RawRecord:
+    """One OData product (``$expand=Attributes``) as a RawRecord.
+
+    Attributes become properties by ``Name``; ``S3Path`` is the product identifier;
+    ``ModificationDate``, ``PublicationDate`` and ``Online`` are kept. A product whose
+    ``productType`` is not in ``wanted`` carries a :class:`NotCardError`.
+    """
+    if not isinstance(p, dict):
+        return RawRecord(title="?", start=None, footprint=None,
+                         problem=RecordError("product is not a JSON object", "product", _show(p)))
+    props: dict[str, Any] = {}
+    for a in p.get("Attributes") or []:
+        if isinstance(a, dict) and isinstance(a.get("Name"), str):
+            props[a["Name"]] = a.get("Value")
+    for k in ("S3Path", "ModificationDate", "PublicationDate", "Online"):
+        if k in p:
+            props[k] = p[k]
+    if isinstance(p.get("S3Path"), str):
+        props["productIdentifier"] = p["S3Path"]
+    content = p.get("ContentDate") if isinstance(p.get("ContentDate"), dict) else {}
+    name = p.get("Name")
+    title = name if isinstance(name, str) else str(name or p.get("Id") or "")
+    problem = None
+    ptype = props.get("productType")
+    if ptype is not None and str(ptype) not in wanted:
+        problem = NotCardError(f"not a harvested product type ({ptype})", "productType", ptype)
+    return RawRecord(title=title, start=content.get("Start"), footprint=_odata_footprint(p),
+                     properties=props, catalogue_id=p.get("Id"), start_field="ContentDate/Start",
+                     problem=problem)
+
+
+def parse_odata(doc: Any, wanted: frozenset[str] = CARD_PRODUCT_TYPES) -> Page:
+    """Parse an OData ``Products`` page (CDSE, CREODIAS datahub).
+
+    ``@odata.context`` is ignored (three forms were seen: ``$metadata#Products(Attributes())``,
+    ``...(Attributes(),Assets())``, ``...(Attributes())(Assets())``); ``@odata.count`` is
+    the total (first page only, with ``$count=true``), ``@odata.nextLink`` the next page.
+
+    Raises
+    ------
+    HarvestError
+        If the document has no ``value`` list, or its paging fields are unreadable.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
+        raise HarvestError(f"not an OData Products page (no value list): {str(doc)[:200]}")
+    records = [_odata_record(p, wanted) for p in doc["value"]]
+    nxt = doc.get("@odata.nextLink")
+    if nxt is not None and not isinstance(nxt, str):
+        raise HarvestError(f"OData page: @odata.nextLink is not a URL: {_show(nxt)}")
+    return Page(records=records, total=_opt_int(doc, "@odata.count", "OData page"), items_per_page=None,
+                next_url=nxt)
+
+
+def is_odata(doc: Any) -> bool:
+    """Whether a JSON document is an OData Products page (a ``value`` list of products)."""
+    return (isinstance(doc, dict) and isinstance(doc.get("value"), list)
+            and all(isinstance(p, dict) and "Name" in p and "ContentDate" in p for p in doc["value"][:5]))
 
 
 def parse_file(path: Path) -> Page:
-    """Parse a saved response file by its content (resto JSON, STAC, or Atom XML).
+    """Parse a saved response file by its content (resto JSON, STAC, OData page, or Atom XML).
 
     Raises
     ------
@@ -162,6 +281,8 @@ def parse_file(path: Path) -> Page:
         raise HarvestError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise HarvestError(f"not a JSON object: {_show(doc)}")
+    if is_odata(doc):
+        return parse_odata(doc)
     feats = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
     if isinstance(feats, list) and feats and isinstance(feats[0], dict) and "stac_version" in feats[0]:
         return parse_stac(doc)

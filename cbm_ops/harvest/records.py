@@ -56,6 +56,7 @@ class RawRecord:
     catalogue_id: str | None = None
     start_field: str = "startDate"          # name of the date field in the source format
     problem: RecordError | None = None      # the parser could not even take the entry apart
+    assets: dict[str, Any] | None = None    # STAC: band hrefs and value conventions (harvest.assets)
 
 
 @dataclass(frozen=True)
@@ -76,16 +77,23 @@ class SceneRecord:
     product_identifier: str
     catalogue_id: str | None
     source: str
+    assets: dict[str, Any] | None = None    # STAC COG items: band hrefs (cbm_ops.harvest.assets)
+    modified: dt.datetime | None = None     # catalogue ModificationDate / STAC updated (naive UTC)
 
     def row(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        import json
+
+        out = self.__dict__.copy()
+        out["assets"] = json.dumps(self.assets) if self.assets is not None else None
+        return out
 
 
 @dataclass(frozen=True)
 class SkippedRecord:
     """A record that was not committed, and why. ``kind``: ``bad`` (unusable field),
-    ``not_card`` (a valid product we do not extract), ``file`` (unreadable offline file),
-    ``database`` (refused by the database)."""
+    ``not_card`` (a valid product we do not extract), ``filtered`` (served although outside
+    the query: window, AOI or cloud cover, checked client-side), ``file`` (unreadable offline
+    file), ``database`` (refused by the database)."""
 
     reference: str
     field: str
@@ -324,7 +332,7 @@ def normalise_checked(raw: RawRecord, source: str, date_tolerance: dt.timedelta 
     if baseline is None and props.get("processingBaseline") not in (None, ""):
         baseline = str(props["processingBaseline"])[:5]
     ident = props.get("productIdentifier")
-    if not isinstance(ident, str) or not ident.startswith("/"):
+    if not isinstance(ident, str) or not ident.startswith(("/", "stac:")):
         ident = "/eodata/" + naming.store_path(name.reference, card, obstime)
     cat_id = raw.catalogue_id
     rec = SceneRecord(
@@ -333,8 +341,21 @@ def normalise_checked(raw: RawRecord, source: str, date_tolerance: dt.timedelta 
         orbit_direction=direction, processing_baseline=baseline,
         cloud_cover=cloud,
         product_identifier=ident, catalogue_id=str(cat_id) if cat_id is not None else None,
-        source=source)
+        source=source, assets=raw.assets, modified=_modified(props))
     return rec, flags
+
+
+def _modified(props: dict[str, Any]) -> dt.datetime | None:
+    """The catalogue's modification time of the record (OData ModificationDate, STAC
+    ``updated``), naive UTC; None when absent or unreadable (it only orders refreshes)."""
+    for k in ("ModificationDate", "updated"):
+        try:
+            t = _parse_time(props.get(k))
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if t is not None:
+            return t
+    return None
 
 
 def _card(name: naming.ProductName, props: dict[str, Any], title: str) -> str:
@@ -442,8 +463,10 @@ class HarvestReport:
     pages: int = 0
     read: int = 0
     not_card: int = 0
+    filtered: int = 0              # outside the query (window, AOI, cloud cover) though served
     inserted: int = 0
     existing: int = 0
+    refreshed: int = 0             # known references whose catalogue record was modified since
     superseded: int = 0
     enqueued: int = 0
     splits: int = 0
@@ -455,7 +478,10 @@ class HarvestReport:
 
     def skip(self, s: SkippedRecord) -> None:
         self.skipped.append(s)
-        if s.kind == "not_card":
+        if s.kind == "filtered":
+            self.filtered += 1
+            log.debug("filtered catalogue record %s", s.line())
+        elif s.kind == "not_card":
             log.info("skipped catalogue record %s", s.line())
         else:
             log.warning("skipped catalogue record %s", s.line())
@@ -471,16 +497,16 @@ class HarvestReport:
 
     @property
     def bad_records(self) -> int:
-        return sum(1 for s in self.skipped if s.kind != "not_card")
+        return sum(1 for s in self.skipped if s.kind not in ("not_card", "filtered"))
 
     def counts(self) -> dict[str, int]:
         return {"pages": self.pages, "read": self.read, "inserted": self.inserted,
-                "existing": self.existing, "not_card": self.not_card,
+                "existing": self.existing, "not_card": self.not_card, "filtered": self.filtered,
                 "skipped": self.bad_records, "flagged": len(self.flagged)}
 
     def lines(self, limit: int | None = REPORT_LINES) -> list[str]:
         """Report lines: bad records, then flagged, then non-CARD products."""
-        bad = [s.line() for s in self.skipped if s.kind != "not_card"]
+        bad = [s.line() for s in self.skipped if s.kind not in ("not_card", "filtered")]
         flagged = [f.line() for f in self.flagged]
         other = [s.line() for s in self.skipped if s.kind == "not_card"]
         out = bad + flagged + other
@@ -488,12 +514,13 @@ class HarvestReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "pages": self.pages, "read": self.read, "not_card": self.not_card,
-            "inserted": self.inserted, "existing": self.existing, "superseded": self.superseded,
+            "pages": self.pages, "read": self.read, "not_card": self.not_card, "filtered": self.filtered,
+            "inserted": self.inserted, "existing": self.existing, "refreshed": self.refreshed,
+            "superseded": self.superseded,
             "enqueued": self.enqueued, "splits": self.splits, "seconds": self.seconds,
             "bad_records": self.bad_records, "flagged_records": len(self.flagged),
             "errors": self.errors[:20],
-            "skipped": [s.__dict__ for s in self.skipped if s.kind != "not_card"][:REPORT_LINES],
+            "skipped": [s.__dict__ for s in self.skipped if s.kind not in ("not_card", "filtered")][:REPORT_LINES],
             "flagged": [f.__dict__ for f in self.flagged][:REPORT_LINES],
             "not_card_examples": [s.line() for s in self.skipped if s.kind == "not_card"][:5],
             "log_ids": self.log_ids,

@@ -1,5 +1,8 @@
 """Catalogue sources: where a harvest reads scene records from.
 
+* ``odata`` (:class:`~.odata.ODataSource`): CDSE OData, the default live source;
+* ``stac`` (:class:`~.stac.StacSource`): any STAC API (CDSE STAC v1, Earth Search,
+  Planetary Computer) through pystac-client;
 * ``resto`` (:class:`RestoSource`): resto OpenSearch as served by CREODIAS and other DIAS
   (CDSE switched its resto catalogue off in March 2026),
   ``.../resto/api/collections/{Sentinel1|Sentinel2}/search.json`` (GeoJSON) or
@@ -10,7 +13,12 @@
   two and each half harvested, recursively; a window that cannot be split further raises
   :class:`~cbm_ops.errors.HarvestError` instead of truncating silently.
 * ``offline`` (:class:`OfflineSource`): a directory of saved responses (resto GeoJSON,
-  Atom, STAC Items or ItemCollections), filtered by date window and AOI like a server would.
+  Atom, STAC Items or ItemCollections, OData pages), filtered by date window and AOI like a
+  server would.
+
+Every source has ``name`` (recorded in ``harvest_log.source``), ``search(card, start, end,
+aoi, report)`` and ``describe(card, start, end, aoi)`` (the requests it would send, for
+``cbm harvest --dry-run``).
 
 Every source yields normalised :class:`~.records.SceneRecord`; a bad record is reported in
 the :class:`~.records.HarvestReport` and skipped.
@@ -51,6 +59,53 @@ CARD_OF_PRODUCT_TYPE = {"CARD-BS": "bs", "CARD-COH6": "c6"}
 
 def _window_card(rec: SceneRecord, card: str, start: dt.datetime, end: dt.datetime) -> bool:
     return rec.card == card and start <= rec.obstime <= end
+
+
+def retrying_session(retries: int, methods: frozenset[str] = frozenset(["GET"]),
+                     session: requests.Session | None = None) -> requests.Session:
+    """A requests session that retries connection errors and HTTP 429/5xx with exponential
+    back-off (urllib3 ``Retry``, 1 s factor), honouring ``Retry-After``; the last answer is
+    returned (not raised) when the retries are used up."""
+    session = session or requests.Session()
+    retry = Retry(total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504),
+                  allowed_methods=methods, respect_retry_after_header=True, raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def split_window(card: str, start: dt.datetime, end: dt.datetime, cfg: CatalogueConfig,
+                 report: HarvestReport, why: str) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The two halves of a capped window, overlapping by min(EDGE_MARGIN, span/8).
+
+    Raises
+    ------
+    HarvestError
+        If the window is already as short as ``catalogue.min_window_hours``.
+    """
+    span = end - start
+    if span <= dt.timedelta(hours=cfg.min_window_hours):
+        raise HarvestError(f"{card} window {start}..{end} still exceeds the catalogue cap ({why}); lower "
+                           "catalogue.min_window_hours or raise max_per_query")
+    mid = start + span / 2
+    # The halves overlap: some servers match the end date against the product's completion,
+    # so a product straddling mid would fit neither half.
+    overlap = min(EDGE_MARGIN, span / 8)
+    report.splits += 1
+    log.info("%s %s..%s is capped (%s): splitting at %s", card, start.isoformat(), end.isoformat(), why,
+             mid.isoformat())
+    return [(start, mid + overlap), (mid - overlap, end)]
+
+
+def cloud_ok(rec: SceneRecord, cfg: CatalogueConfig, report: HarvestReport) -> bool:
+    """The client-side cloud-cover check (Earth Search was seen not to enforce its filter):
+    an S2 record above ``catalogue.max_cloud_cover`` is reported ``filtered``."""
+    if cfg.max_cloud_cover is None or rec.card != "s2" or rec.cloud_cover is None \
+            or rec.cloud_cover <= cfg.max_cloud_cover:
+        return True
+    report.skip(SkippedRecord(rec.reference, "cloud_cover", f"{rec.cloud_cover:g}",
+                              f"above catalogue.max_cloud_cover {cfg.max_cloud_cover:g}", "filtered"))
+    return False
 
 
 class OfflineSource:
@@ -94,6 +149,11 @@ class OfflineSource:
                     shapely.intersects(shapely.from_wkt(rec.footprint_wkt), aoi):
                 yield rec
 
+    def describe(self, card: str, start: dt.datetime, end: dt.datetime, aoi: Any) -> list[str]:
+        """What a search reads: the saved files of the directory (no request is sent)."""
+        return [f"read {self.directory}/**/*.json|*.geojson|*.xml|*.atom, keep {card} records sensed "
+                f"{start.isoformat()}..{end.isoformat()} over the AOI"]
+
 
 @dataclass(frozen=True)
 class Query:
@@ -111,17 +171,13 @@ class RestoSource:
     def __init__(self, cfg: CatalogueConfig, session: requests.Session | None = None,
                  date_tolerance: dt.timedelta = dt.timedelta(hours=1)):
         self.cfg = cfg
-        self.name = f"resto:{cfg.url.split('/')[2] if '//' in cfg.url else cfg.url}"
+        url = cfg.api_url
+        self.name = f"resto:{url.split('/')[2] if '//' in url else url}"
         self.date_tolerance = date_tolerance
-        self.session = session or requests.Session()
-        retry = Retry(total=cfg.retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504),
-                      allowed_methods=frozenset(["GET"]), respect_retry_after_header=True,
-                      raise_on_status=False)
-        self.session.mount("http://", HTTPAdapter(max_retries=retry))
-        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        self.session = retrying_session(cfg.retries, session=session)
 
     def _url(self, collection: str) -> str:
-        url = self.cfg.url.format(collection=collection)
+        url = self.cfg.api_url.format(collection=collection)
         if self.cfg.format == "atom" and url.endswith(".json"):
             url = url[: -len(".json")] + ".atom"
         return url
@@ -133,7 +189,7 @@ class RestoSource:
             "geometry": aoi_wkt,
             "productType": query.product_type,
             **dict(query.extra),
-            "maxRecords": self.cfg.page_size,
+            "maxRecords": self.cfg.page,
             "page": page,
             "sortParam": "startDate",
             "sortOrder": "ascending",
@@ -161,15 +217,24 @@ class RestoSource:
             raise HarvestError(f"{where}: {exc}") from None
 
     def card_query(self, card: str) -> Query:
-        ptype = PRODUCT_TYPE.get(card, self.cfg.s2_product_type)
-        return Query(card, COLLECTION[card], ptype)
+        ptype = self.cfg.card_product_types.get(card, PRODUCT_TYPE.get(card)) if card != "s2" \
+            else self.cfg.s2_product_type
+        extra = (("cloudCover", f"[0,{self.cfg.max_cloud_cover:g}]"),) \
+            if card == "s2" and self.cfg.max_cloud_cover is not None else ()
+        return Query(card, COLLECTION[card], str(ptype), extra)
 
     def search(self, card: str, start: dt.datetime, end: dt.datetime, aoi: Any,
                report: HarvestReport) -> Iterator[SceneRecord]:
         for raw in self.search_raw(self.card_query(card), start, end, aoi, report):
             rec = _normalise_counted(raw, self.name, report, self.date_tolerance)
-            if rec is not None and rec.card == card:
+            if rec is not None and rec.card == card and cloud_ok(rec, self.cfg, report):
                 yield rec
+
+    def describe(self, card: str, start: dt.datetime, end: dt.datetime, aoi: Any) -> list[str]:
+        """The first request of the card's search (later pages add ``page``)."""
+        query = self.card_query(card)
+        params = self._params(query, start - EDGE_MARGIN, end + EDGE_MARGIN, _query_wkt(aoi), 1)
+        return ["GET " + str(requests.Request("GET", self._url(query.collection), params=params).prepare().url)]
 
     def search_raw(self, query: Query, start: dt.datetime, end: dt.datetime, aoi: Any,
                    report: HarvestReport) -> Iterator[RawRecord]:
@@ -203,7 +268,7 @@ class RestoSource:
             report.pages += 1
             if total is None:
                 total = page.total
-                if total is not None and total > self.cfg.max_per_query:
+                if total is not None and total > self.cfg.cap:
                     capped = True      # known in advance: do not page through a capped query
                     break
             n = len(page.records)
@@ -211,10 +276,10 @@ class RestoSource:
             log.info("%s %s..%s page %d: %d records (%d of %s)", card, start.isoformat(),
                      end.isoformat(), page_no, n, read, total if total is not None else "?")
             yield from page.records
-            per_page = min(self.cfg.page_size, page.items_per_page or self.cfg.page_size)
+            per_page = min(self.cfg.page, page.items_per_page or self.cfg.page)
             if total is not None and read >= total:
                 break
-            if read >= self.cfg.max_per_query:
+            if read >= self.cfg.cap:
                 capped = True          # at the cap: whatever the last page looked like
                 break
             if n == 0:
@@ -226,20 +291,8 @@ class RestoSource:
             page_no += 1
         if not capped:
             return
-        span = end - start
-        if span <= dt.timedelta(hours=self.cfg.min_window_hours):
-            raise HarvestError(f"{card} window {start}..{end} still exceeds the catalogue cap "
-                               f"({total} records > {self.cfg.max_per_query}); lower "
-                               "catalogue.min_window_hours or raise max_per_query")
-        mid = start + span / 2
-        # The halves overlap: some resto versions match completionDate against the
-        # product's completion, so a product straddling mid would fit neither half.
-        overlap = min(EDGE_MARGIN, span / 8)
-        report.splits += 1
-        log.info("%s %s..%s is capped (%s records, cap %d): splitting at %s", card,
-                 start.isoformat(), end.isoformat(), total, self.cfg.max_per_query, mid.isoformat())
-        yield from self._window(query, start, mid + overlap, aoi_wkt, report)
-        yield from self._window(query, mid - overlap, end, aoi_wkt, report)
+        for a, b in split_window(card, start, end, self.cfg, report, f"{total} records, cap {self.cfg.cap}"):
+            yield from self._window(query, a, b, aoi_wkt, report)
 
 
 def _query_wkt(aoi: Any) -> str:
@@ -256,12 +309,25 @@ def _query_wkt(aoi: Any) -> str:
 
 
 
-def make_source(cfg: AoiConfig) -> OfflineSource | RestoSource:
-    """The catalogue source configured for an AOI."""
+def make_source(cfg: AoiConfig) -> Any:
+    """The catalogue source configured for an AOI (``catalogue.source``).
+
+    Raises
+    ------
+    HarvestError
+        If the offline directory does not exist.
+    """
     tol = dt.timedelta(hours=cfg.harvest.date_tolerance_hours)
     if cfg.catalogue.source == "offline":
         path = cfg.resolve(cfg.catalogue.path)
         assert path is not None
         return OfflineSource(path, date_tolerance=tol)
-    return RestoSource(cfg.catalogue, date_tolerance=tol)
+    if cfg.catalogue.source == "odata":
+        from .odata import ODataSource
 
+        return ODataSource(cfg.catalogue, date_tolerance=tol)
+    if cfg.catalogue.source == "stac":
+        from .stac import StacSource
+
+        return StacSource(cfg.catalogue, date_tolerance=tol)
+    return RestoSource(cfg.catalogue, date_tolerance=tol)

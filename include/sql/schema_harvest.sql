@@ -63,3 +63,14 @@ CREATE TABLE IF NOT EXISTS {schema}.card_order_items (
     PRIMARY KEY (order_id, source_reference)
 );
 CREATE INDEX IF NOT EXISTS card_order_items_identity_idx ON {schema}.card_order_items (card, identity);
+
+-- Live catalogues (issue 16): band hrefs of STAC COG items, the catalogue's modification
+-- time (a refreshed record of the same name), the newer product that replaces a
+-- republished one (same mission, tile and datatake; newer baseline or generation time),
+-- and records served outside the query (counted per harvest).
+ALTER TABLE {schema}.dias_catalogue
+    ADD COLUMN IF NOT EXISTS assets        jsonb,        -- STAC band hrefs and value conventions (cbm_ops.harvest.assets.asset_map)
+    ADD COLUMN IF NOT EXISTS modified_at   timestamp without time zone,   -- OData ModificationDate / STAC updated, UTC
+    ADD COLUMN IF NOT EXISTS superseded_by integer;      -- dias_catalogue.id of the republished product
+ALTER TABLE {schema}.harvest_log
+    ADD COLUMN IF NOT EXISTS filtered integer;          -- served outside the window/AOI/cloud cover, dropped

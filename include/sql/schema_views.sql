@@ -20,6 +20,8 @@
 --   observations.
 --
 -- CANONICAL RULE, among the observations of one pid with the same datatake key, in order:
+--   0. a product that was republished (dias_catalogue.superseded_by set: same tile and
+--      datatake, newer baseline or generation time; catalogue_supersede.sql) ranks last;
 --   1. most valid SCL pixels: the sum of the parcel's SCL histogram (hists; SCL 0 "no data"
 --      is never stored), i.e. the parcel's 20 m pixels the granule actually covers;
 --      NULL (S1, or no histogram) sorts last;
@@ -62,7 +64,8 @@ SELECT d.id AS obsid,
        d.epsg,
        d.relative_orbit,
        d.orbit_direction,
-       d.processing_baseline
+       d.processing_baseline,
+       d.superseded_by IS NOT NULL AS superseded
 FROM {schema}.dias_catalogue d;
 
 COMMENT ON VIEW {schema}.scene_datatakes IS
@@ -87,7 +90,8 @@ SELECT o.pid,
        o.bands,
        o.hist,
        CASE WHEN o.hist IS NOT NULL THEN NOT EXISTS (
-           SELECT 1 FROM json_object_keys(o.hist) AS k WHERE k IN ('3', '8', '9', '10', '11')) END AS cloudfree
+           SELECT 1 FROM json_object_keys(o.hist) AS k WHERE k IN ('3', '8', '9', '10', '11')) END AS cloudfree,
+       d.superseded
 FROM {schema}.scene_datatakes d
 CROSS JOIN LATERAL (
     SELECT u.pid,
@@ -112,7 +116,7 @@ SELECT x.pid, x.obsid, x.obstime, x.card, x.sensor, x.datatake, x.reference, x.t
        x.bands, x.hist, x.cloudfree, x.duplicates
 FROM (SELECT r.*,
              row_number() OVER (PARTITION BY r.pid, r.datatake
-                                ORDER BY r.scl_pixels DESC NULLS LAST, r.max_count DESC NULLS LAST,
+                                ORDER BY r.superseded, r.scl_pixels DESC NULLS LAST, r.max_count DESC NULLS LAST,
                                          r.processing_baseline DESC NULLS LAST, r.reference) AS canonical_rank,
              count(*) OVER (PARTITION BY r.pid, r.datatake) AS duplicates
       FROM {schema}.parcel_observations_raw r) x
