@@ -179,7 +179,7 @@ class StacSource:
                 report.pages += 1
                 if n == 1 and page.total is not None and page.total > self.cfg.cap:
                     return f"{page.total} items matched, cap {self.cfg.cap}"
-                log.info("%s %s page %d: %d items (%s matched)", self.name, where, n, len(page.records),
+                log.info("%s %s: %d items (%s matched)", self.name, where, len(page.records),
                          page.total if page.total is not None else "?")
                 yield page
                 if page.next_url is not None and page.next_url == last_next:
