@@ -72,6 +72,7 @@ class Claim:
     gate_released: bool = False        # an operator accepted this stage despite the quality gate
     footprint: bytes | None = None     # catalogue footprint, EPSG:4326 WKB
     source: str | None = None          # catalogue source that harvested the scene
+    assets: dict | None = None         # STAC COG items: band hrefs (cbm_ops.harvest.assets.asset_map)
 
 
 def enqueue(conn, cfg: AoiConfig, start: dt.datetime | None = None,
@@ -169,7 +170,7 @@ def claim(conn: psycopg.Connection, cfg: AoiConfig, stage: str, owner: str, *, n
     claims = [Claim(obsid=r[0], stage=stage, attempts=r[1], reference=r[2], obstime=r[3], card=r[4],
                     product_identifier=r[5], epsg=r[6], tile=r[7], processing_baseline=r[8],
                     gate_released=bool(r[9]), footprint=bytes(r[10]) if r[10] is not None else None,
-                    source=r[11])
+                    source=r[11], assets=r[12])
               for r in rows]
     for c in claims:
         got = conn.execute(q("queue_liveness_lock"), {**_lock_params(cfg, stage), "obsid": c.obsid,

@@ -18,6 +18,7 @@ from ..errors import GridError, SceneError
 from ..grid.index import Grid, ParcelIndex
 from ..grid.stored import index_for_grid
 from .scenes import BandFile
+from .store import RasterSource
 
 
 def _epsg(ds) -> int:
@@ -93,14 +94,15 @@ def check_raw_size(ds, path: str) -> None:
                          retryable=True)
 
 
-def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig, footprint: bytes | None = None,
+def read_band(path: str | RasterSource, bf: BandFile, url: str, cfg: AoiConfig, footprint: bytes | None = None,
               obsid: int | None = None) -> BandRead:
     """Decode the window of one band that the AOI's parcels need.
 
     Parameters
     ----------
-    path : str
-        Local band file.
+    path : str or RasterSource
+        Local band file, or what the store says to open (a ``/vsis3/`` or ``/vsicurl/`` path
+        read with range requests, and its GDAL settings).
     footprint : bytes, optional
         The scene's catalogue footprint (EPSG:4326 WKB): scenes off the stored lattices
         load only the parcels inside it.
@@ -119,9 +121,11 @@ def read_band(path: str, bf: BandFile, url: str, cfg: AoiConfig, footprint: byte
     import rasterio
     from rasterio.errors import RasterioError
 
+    src = path if isinstance(path, RasterSource) else RasterSource(path)
     try:
-        with rasterio.open(path) as ds:
-            check_raw_size(ds, path)
+        with src.env(), rasterio.open(src.path) as ds:
+            if src.local:
+                check_raw_size(ds, src.path)
             epsg = _epsg(ds)
             grid = Grid.from_raster(epsg, ds.transform, ds.width, ds.height)
             idx = index_for_grid(url, cfg, grid, footprint, obsid)

@@ -9,6 +9,10 @@
   Stored values are DN + offset, i.e. the scale of baselines before 04.00, for every
   baseline; the offset applied is recorded per observation in
   ``dias_catalogue.boa_add_offset``. DN 0 is nodata.
+* STAC COG items (Earth Search, Planetary Computer; :class:`~.store.AssetProduct`): one
+  GeoTIFF per band, named by the band code; the offset that makes their statistics equal to
+  the JP2's comes from :func:`cbm_ops.harvest.assets.offset_for` (``raster:offset/scale``,
+  ``earthsearch:boa_offset_applied``, or BOA_ADD_OFFSET of the item's ``MTD_MSIL2A.xml``).
 * Sentinel-1 CARD-BS (BEAM-DIMAP): ``<ref>.data/Gamma0_VV.img`` + ``.hdr`` (ENVI float32,
   big-endian as SNAP writes it, linear power); band codes ``VVb``, ``VHb``.
 * Sentinel-1 CARD-COH6: ``<ref>.tif`` with band 1 = VV, band 2 = VH coherence (0-1);
@@ -26,7 +30,7 @@ from lxml import etree
 
 from ..config import S2_NATIVE_RES, STAGES, AoiConfig
 from ..errors import SceneError
-from .store import ProductFiles
+from .store import AssetProduct, ProductFiles
 
 S2_BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 
@@ -115,6 +119,8 @@ def band_files(prod: ProductFiles, cfg: AoiConfig, stage: str, card: str, refere
     bands = cfg.bands.get(stage, ())
     if STAGES[stage][0] != card:
         raise SceneError("Wrong card", f"stage {stage} cannot read a {card!r} scene", retryable=False)
+    if card == "s2" and isinstance(prod, AssetProduct):
+        return _cog_files(prod, cfg, bands, baseline)
     if card == "s2":
         return _s2_files(prod, cfg, bands, baseline)
     if card == "bs":
@@ -157,5 +163,42 @@ def _s2_files(prod: ProductFiles, cfg: AoiConfig, bands: tuple[str, ...], baseli
         rel = _one(prod, f"GRANULE/*/IMG_DATA/R{res}m/*_{b}_{res}m.jp2", f"{b} {res} m band")
         off = 0 if b == "SCL" else offsets.get(b, 0)
         out.append(BandFile(band=b, rel=rel, offset=off, nodata=cfg.s2_nodata))
+    applied = {b.band: b.offset for b in out if b.band != "SCL"}
+    return out, applied
+
+
+def _cog_files(prod: AssetProduct, cfg: AoiConfig, bands: tuple[str, ...], baseline: str | None
+               ) -> tuple[list[BandFile], dict[str, int]]:
+    """The band assets of a STAC COG item and the offset of each (:func:`offset_for`).
+
+    The item's ``MTD_MSIL2A.xml`` is read only when a band has no ``raster`` offset and
+    scale (Planetary Computer) and the item links it.
+
+    Raises
+    ------
+    SceneError
+        ``No file`` (retryable) when the item has no asset for a band.
+    """
+    from ..harvest.assets import offset_for
+
+    missing = [b for b in bands if not isinstance(prod.assets.get(b), dict)]
+    if missing:
+        raise SceneError("No file", f"{prod.name}: the STAC item has no asset for {', '.join(missing)}",
+                         retryable=True)
+    mtd: dict[str, int] | None = None
+    needs_mtd = any(b != "SCL" and prod.assets[b].get("offset") is None and not prod.item.get("boa_offset_applied")
+                    for b in bands)
+    if needs_mtd and prod.glob(AssetProduct.METADATA):
+        try:
+            with open(prod.local(AssetProduct.METADATA), "rb") as f:
+                _, mtd = s2_offsets(f.read())
+        except FileNotFoundError as exc:
+            raise SceneError("No file", f"{prod.name}: {exc}", retryable=True) from None
+    out = []
+    for b in bands:
+        entry = prod.assets[b]
+        off, rule = offset_for(b, entry, prod.item, baseline, mtd, prod.boa_offset_applied)
+        nodata = entry.get("nodata")
+        out.append(BandFile(band=b, rel=b, offset=off, nodata=cfg.s2_nodata if nodata is None else nodata))
     applied = {b.band: b.offset for b in out if b.band != "SCL"}
     return out, applied

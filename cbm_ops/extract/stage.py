@@ -147,7 +147,7 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
     except StorePathError as exc:
         raise SceneError("Bad metadata", str(exc), retryable=False) from None
     try:
-        with store.product(rel) as prod:
+        with store.product(rel, assets=claim.assets) as prod:
             files, offsets = band_files(prod, cfg, claim.stage, claim.card, claim.reference,
                                         claim.processing_baseline)
             acc = _read_bands(url, cfg, claim, owner, session, prod, files)
@@ -182,7 +182,7 @@ def _read_bands(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str, sessio
         ta = time.perf_counter()
         for comp in bf.companions:
             prod.local(comp)
-        rd = read_band(prod.local(bf.rel), bf, url, cfg, claim.footprint, claim.obsid)
+        rd = read_band(prod.raster(bf.rel), bf, url, cfg, claim.footprint, claim.obsid)
         tb = time.perf_counter()
         acc.read_s += tb - ta
         acc.note_index(bf, rd)

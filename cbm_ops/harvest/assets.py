@@ -69,7 +69,7 @@ DEFAULT_BOA_OFFSET = -1000
 
 
 def _band_names(asset: dict[str, Any]) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for key in ("bands", "eo:bands"):
         for b in asset.get(key) or []:
             if isinstance(b, dict):
@@ -116,8 +116,9 @@ def asset_map(item: dict[str, Any], catalogue: str) -> dict[str, Any]:
         "_item": {"collection", "catalogue", "boa_offset_applied", "baseline",
         "product_metadata"}}``; bands without an asset are left out.
     """
-    assets = item.get("assets") if isinstance(item.get("assets"), dict) else {}
-    props = item.get("properties") if isinstance(item.get("properties"), dict) else {}
+    a_raw, p_raw = item.get("assets"), item.get("properties")
+    assets: dict[str, Any] = a_raw if isinstance(a_raw, dict) else {}
+    props: dict[str, Any] = p_raw if isinstance(p_raw, dict) else {}
     out: dict[str, Any] = {}
     for band in ASSET_KEYS:
         hit = find_asset(assets, band)

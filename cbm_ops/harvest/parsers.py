@@ -176,9 +176,10 @@ def parse_stac(doc: dict[str, Any], catalogue: str = "", collections: frozenset[
     if not isinstance(feats, list):
         raise HarvestError(f"STAC features is not a list: {_show(feats)}")
     records = [stac_item_record(f, catalogue, collections) for f in feats]
-    ctx = doc.get("context") if isinstance(doc.get("context"), dict) else {}
+    c_raw, l_raw = doc.get("context"), doc.get("links")
+    ctx: dict[str, Any] = c_raw if isinstance(c_raw, dict) else {}
     total = doc.get("numberMatched", ctx.get("matched"))
-    links = doc.get("links") if isinstance(doc.get("links"), list) else []
+    links: list[Any] = l_raw if isinstance(l_raw, list) else []
     nxt = next((lk for lk in links if isinstance(lk, dict) and lk.get("rel") == "next"), None)
     return Page(records=records, total=total if isinstance(total, int) else None, items_per_page=None,
                 next_url=json.dumps(nxt, sort_keys=True) if nxt else None)
@@ -224,7 +225,8 @@ def _odata_record(p: Any, wanted: frozenset[str]) -> RawRecord:
             props[k] = p[k]
     if isinstance(p.get("S3Path"), str):
         props["productIdentifier"] = p["S3Path"]
-    content = p.get("ContentDate") if isinstance(p.get("ContentDate"), dict) else {}
+    c_raw = p.get("ContentDate")
+    content: dict[str, Any] = c_raw if isinstance(c_raw, dict) else {}
     name = p.get("Name")
     title = name if isinstance(name, str) else str(name or p.get("Id") or "")
     problem = None

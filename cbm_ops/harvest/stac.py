@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -157,7 +157,7 @@ class StacSource:
             return
 
     def _pages(self, card: str, start: dt.datetime, end: dt.datetime, aoi: Any,
-               report: HarvestReport) -> Iterator[Page]:
+               report: HarvestReport) -> Generator[Page, None, str | None]:
         """Page through one search; returns a split reason when the window is over the cap."""
         from pystac_client.exceptions import APIError
         from pystac_client.item_search import ItemSearch

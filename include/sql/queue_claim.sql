@@ -52,4 +52,5 @@ SET status = 'inprogress',
 FROM cand, {schema}.dias_catalogue c
 WHERE s.obsid = cand.obsid AND s.stage = %(stage)s AND c.id = s.obsid
 RETURNING s.obsid, s.attempts, c.reference, c.obstime, c.card, c.product_identifier, c.epsg,
-          c.tile, c.processing_baseline, s.gate_released, ST_AsBinary(c.footprint), c.source
+          c.tile, c.processing_baseline, s.gate_released, ST_AsBinary(c.footprint), c.source,
+          c.assets
