@@ -1,35 +1,39 @@
-"""Order missing Sentinel-1 CARD products from the DIAS processing service (CREODIAS PaaS).
+"""Order missing Sentinel-1 CARD products from the CDSE On-Demand Processing (ODP) API.
 
-The DIAS keeps no Sentinel-1 CARD archive: CARD-BS is made on demand from IW GRDH products,
-CARD-COH6 from IW SLC products (seed: "Ordering S1 CARD data"). This module does what the
-seed's CREODIAS ``ordering_script`` (``historical_order.py``, ``get_order_summary.py``) does,
-inside the pipeline:
+CDSE keeps no Sentinel-1 CARD archive: CARD-BS is made on demand from IW GRDH products,
+CARD-COH6 from IW SLC products, through the ODP API (CDSE documentation "On-Demand
+Production API"; ``../shared/data/catalogue-responses/APIS.md`` section 5). This module:
 
-1. :func:`plan` searches the resto catalogue for the source products (GRD, SLC) over the
-   AOI and window and keeps the *complement*: those without a CARD product in
+1. :func:`plan` searches the configured catalogue (OData by default; resto for other DIAS)
+   for the source products (``ordering.source_product_types``: IW_GRDH_1S, IW_SLC__1S) over
+   the AOI and window and keeps the *complement*: those without a CARD product in
    ``dias_catalogue`` and not already ordered;
-2. :func:`submit` places processing orders (``max_products_per_order`` each) with the
-   order API and records them in ``card_orders`` / ``card_order_items``;
-3. :func:`poll` reads each open order's summary and items and records their status;
-4. :func:`~cbm_ops.harvest.catalogue.reconcile_orders` (run by every harvest) marks an item ``harvested`` once its CARD
-   product is in ``dias_catalogue``.
+2. :func:`submit` places one ProductionOrder per source product with the card's workflow,
+   within the quotas (``ordering.monthly_quota`` products per calendar month, UTC, and
+   ``ordering.max_concurrent`` items queued or in progress), and records them in
+   ``card_orders`` / ``card_order_items``;
+3. :func:`poll` reads each open order's status (``queued``, ``in_progress``, ``completed``,
+   ``failed``, ``cancelled``) and, once completed, the name of its output product;
+4. :func:`~cbm_ops.harvest.catalogue.reconcile_orders` (run by every harvest) marks an item
+   ``harvested`` once its CARD product is in ``dias_catalogue``: outputs of the standard
+   workflows are published to the CDSE repository and picked up by the next harvest.
 
-Matching rule (source product -> CARD product): the CREODIAS CARD products are named after
-their source product plus ``_CARD_BS`` / ``_CARD_COH6`` (``naming``). Two names match when
-their mission, sensing start, sensing stop, absolute orbit and datatake id are equal
+Matching rule (source product -> CARD product): the CARD products are named after their
+source product plus ``_CARD_BS`` / ``_CARD_COH6`` (``naming``). Two names match when their
+mission, sensing start, sensing stop, absolute orbit and datatake id are equal
 (:func:`s1_identity`); the trailing 4-character unique id is left out, as it changes when
-ESA republishes a product. CARD-BS is matched against GRD names, CARD-COH6 against SLC
-names (GRD and SLC slices of a datatake have different start/stop times, so a CARD-BS never
-matches an SLC). For CARD-COH6 it is ASSUMED that the product carries the name of the SLC it
-was ordered for (the pair's second image is chosen by the service).
+ESA republishes a product. For CARD-COH6 it is ASSUMED that the product carries the name of
+the SLC it was ordered for (the pair's second image is chosen by the service).
 
-HTTP API (the public CREODIAS "finder" order API; what is taken from public material and
-what is assumed is listed in docs/harvest.md): a Keycloak token from ``token_url``
-(password grant, ``client_id`` CLOUDFERRO_PUBLIC) sent as header ``Keycloak-Token``;
-``POST {url}/`` with ``{"order_name", "priority", "processor", "identifier_list"}`` answers
-the order with its ``id``; ``GET {url}/{id}/summary`` and ``GET {url}/{id}/order_items``
-give its progress. Credentials come from the caller (an Airflow connection in the DAG, the
-environment in the CLI) and are never logged.
+HTTP API (what is documented and what is assumed: docs/harvest.md, "CARD ordering"): an
+access token from the CDSE identity service (``ordering.token_url``, password grant,
+``client_id`` cdse-public; renewed with its refresh token), sent as ``Authorization:
+Bearer``; ``POST {url}/ProductionOrder/OData.CSC.Order`` with ``{"WorkflowName",
+"InputProductReference": {"Reference": "<name>.SAFE"}, "Priority", "Name"}`` answers the
+order (``value.Id``, ``value.Status``); ``GET {url}/ProductionOrders(<id>)`` its status;
+``GET {url}/ProductionOrder(<id>)/Product`` its output; ``GET {url}/Workflows`` the
+workflows. Credentials come from the caller (an Airflow connection in the DAG, the
+environment in the CLI) and are never logged; a POST is never repeated automatically.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from ..db import dicts, one, q, transaction
 from ..errors import ConfigError, HarvestError, OrderAuthError, OrderError, OrderRefused
 from .catalogue import aoi_geometry, reconcile_orders
 from .records import HarvestReport
-from .sources import Query, RestoSource
+from .sources import Query, make_source
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +68,15 @@ log = logging.getLogger(__name__)
 _S1 = re.compile(r"^(S1[A-D])_(\w{2})_(\w{4})_(\w{4})_(\d{8}T\d{6})_(\d{8}T\d{6})_(\d{6})_([0-9A-F]{6})_([0-9A-F]{4})")
 # Source product class per card: IW GRD high resolution (CARD-BS), IW SLC (CARD-COH6).
 SOURCE_CLASS = {"bs": "GRDH", "c6": "SLC_"}
-# Item statuses that end an item's life at the DIAS (assumed from the summary's counters).
+# Item statuses that end an item's life at the service.
 FINAL_ITEM = ("done", "failed", "cancelled", "harvested", "refused", "error")
-# Items in these statuses may be ordered again (their order never reached the DIAS).
+# Items in these statuses may be ordered again (their order never reached the service).
 REORDERABLE = ("refused", "error")
 SUBMITTING_STALE = dt.timedelta(hours=1)
+# ODP order status -> item status (the doc writes "in progress"/"complete" in prose and
+# in_progress/completed in JSON; spellings are normalised: lower case, spaces to _).
+ITEM_STATUS = {"queued": "queued", "in_progress": "in_progress", "completed": "done", "complete": "done",
+               "failed": "failed", "cancelled": "cancelled", "canceled": "cancelled"}
 
 
 def s1_identity(reference: str) -> str | None:
@@ -87,26 +95,33 @@ def s1_identity(reference: str) -> str | None:
     return "_".join((g[0], g[4], g[5], g[6], g[7]))
 
 
+def odp_status(raw: Any) -> str:
+    """An ODP status as one spelling: ``queued``, ``in_progress``, ``completed``, ``failed``,
+    ``cancelled`` (others kept, lower case, spaces as ``_``)."""
+    s = str(raw or "unknown").strip().lower().replace(" ", "_").replace("-", "_")
+    return {"complete": "completed", "canceled": "cancelled", "inprogress": "in_progress"}.get(s, s)
+
+
 # --------------------------------------------------------------------------- HTTP client
 class OrderClient:
-    """Client of the DIAS processing-order API (CREODIAS finder order API shape).
+    """Client of the CDSE On-Demand Processing API.
 
     Parameters
     ----------
     url : str
-        Order API base, e.g. ``https://finder.creodias.eu/api/order``.
+        ODP base, e.g. ``https://odp.dataspace.copernicus.eu/odata/v1``.
     username, password : str
-        DIAS account (never logged).
+        CDSE account without two-factor authentication (never logged).
     token_url, client_id : str
-        Keycloak token endpoint and client (password grant).
+        CDSE identity service token endpoint and client (``cdse-public``).
     timeout_s, retries : float, int
-        Per request; retries with backoff (urllib3 ``Retry``) on connection errors, and on
+        Per request; retries with back-off (urllib3 ``Retry``) on connection errors, and on
         429/5xx for GET only: a POST that reached the server is never repeated (it could
         place the order twice).
     """
 
     def __init__(self, url: str, username: str, password: str, *, token_url: str,
-                 client_id: str = "CLOUDFERRO_PUBLIC", timeout_s: float = 60.0, retries: int = 5,
+                 client_id: str = "cdse-public", timeout_s: float = 60.0, retries: int = 5,
                  session: requests.Session | None = None):
         self.url = url.rstrip("/")
         self._user, self._password = username, password
@@ -119,35 +134,45 @@ class OrderClient:
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
         self._token: str | None = None
+        self._refresh: str | None = None
         self._token_expires = 0.0
+        self._refresh_expires = 0.0
+        self.logins = 0                 # password grants (each is a CDSE "session"; limit 100)
 
     def __repr__(self) -> str:   # no credentials in tracebacks or logs
         return f"OrderClient({self.url!r})"
 
-    def _request(self, method: str, url: str, **kw) -> requests.Response:
+    def _request(self, method: str, url: str, **kw: Any) -> requests.Response:
         try:
             return self.session.request(method, url, timeout=self.timeout_s, **kw)
         except requests.RequestException as exc:
             raise OrderError(f"{method} {url}: {type(exc).__name__}") from None
 
     def token(self) -> str:
-        """A Keycloak access token (cached until 30 s before it expires).
+        """An access token (cached until 30 s before it expires; renewed with the refresh
+        token while that is valid, else a new password login).
 
         Raises
         ------
         OrderAuthError
-            If the login is refused (wrong credentials: HTTP 401/400).
+            If the login is refused (wrong credentials, or an account with 2FA: HTTP 401/400).
         OrderError
             If the token endpoint is unreachable or answers no token.
         """
-        if self._token and time.monotonic() < self._token_expires:
+        now = time.monotonic()
+        if self._token and now < self._token_expires:
             return self._token
-        resp = self._request("POST", self.token_url, data={
-            "client_id": self.client_id, "username": self._user, "password": self._password,
-            "grant_type": "password"})
+        form = {"client_id": self.client_id, "grant_type": "password", "username": self._user,
+                "password": self._password}
+        if self._refresh and now < self._refresh_expires:
+            form = {"client_id": self.client_id, "grant_type": "refresh_token", "refresh_token": self._refresh}
+        resp = self._request("POST", self.token_url, data=form)
+        if 400 <= resp.status_code < 500 and form["grant_type"] == "refresh_token":
+            self._refresh = None                     # expired refresh token: log in again
+            return self.token()
         if 400 <= resp.status_code < 500:
             raise OrderAuthError(resp.status_code, f"login to {self.token_url} refused (check the "
-                                 "connection's login and password)")
+                                 "connection's login and password; the account must not use 2FA)")
         if resp.status_code != 200:
             raise OrderError(f"token endpoint {self.token_url}: HTTP {resp.status_code}")
         try:
@@ -155,12 +180,15 @@ class OrderClient:
             self._token = str(body["access_token"])
         except (ValueError, KeyError, TypeError):
             raise OrderError(f"token endpoint {self.token_url} answered no access_token") from None
-        self._token_expires = time.monotonic() + max(float(body.get("expires_in") or 300) - 30, 10)
+        self.logins += form["grant_type"] == "password"
+        self._token_expires = now + max(float(body.get("expires_in") or 600) - 30, 10)
+        self._refresh = body.get("refresh_token")
+        self._refresh_expires = now + max(float(body.get("refresh_expires_in") or 3600) - 30, 10)
         return self._token
 
     def _headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", "Accept": "application/json",
-                "Keycloak-Token": self.token()}
+                "Authorization": f"Bearer {self.token()}"}
 
     def _json(self, resp: requests.Response, what: str) -> Any:
         if 400 <= resp.status_code < 500:
@@ -172,48 +200,58 @@ class OrderClient:
         except ValueError:
             raise OrderError(f"{what}: not JSON: {resp.text[:200]!r}") from None
 
-    def create(self, name: str, processor: str, identifiers: list[str], priority: int = 1) -> dict[str, Any]:
-        """Place one processing order; returns the API's order object (with ``id``).
+    def create(self, name: str, workflow: str, reference: str, priority: int = 1) -> dict[str, Any]:
+        """Place one production order; returns the order (``Id``, ``Status``, ...).
 
         Raises
         ------
         OrderRefused
-            HTTP 4xx (invalid processor or product, quota, permissions).
+            HTTP 4xx (unknown workflow or product, quota, permissions).
         OrderError
-            Unreachable, HTTP 5xx, or an answer without ``id``.
+            Unreachable, HTTP 5xx, or an answer without ``Id``.
         """
-        body = {"order_name": name, "priority": priority, "processor": processor,
-                "identifier_list": identifiers}
-        resp = self._request("POST", self.url + "/", json=body, headers=self._headers())
-        out = self._json(resp, f"order {name}")
-        if not isinstance(out, dict) or out.get("id") in (None, ""):
-            raise OrderError(f"order {name}: the API answered no order id: {str(out)[:200]}")
+        ref = reference if reference.endswith(".SAFE") else reference + ".SAFE"
+        body = {"WorkflowName": workflow, "InputProductReference": {"Reference": ref}, "Priority": priority,
+                "Name": name}
+        resp = self._request("POST", f"{self.url}/ProductionOrder/OData.CSC.Order", json=body,
+                             headers=self._headers())
+        out = _entity(self._json(resp, f"order {name}"))
+        if out is None or out.get("Id") in (None, ""):
+            raise OrderError(f"order {name}: the API answered no order Id: {resp.text[:200]}")
         return out
 
-    def summary(self, remote_id: str) -> dict[str, Any]:
-        """``GET {url}/{id}/summary``: status and item counters of an order."""
-        out = self._json(self._request("GET", f"{self.url}/{remote_id}/summary", headers=self._headers()),
-                         f"order {remote_id} summary")
-        if not isinstance(out, dict):
-            raise OrderError(f"order {remote_id} summary is not an object")
+    def status(self, remote_id: str) -> dict[str, Any]:
+        """``GET {url}/ProductionOrders(<id>)``: the order (``Status``, ``StatusMessage``)."""
+        out = _entity(self._json(self._request("GET", f"{self.url}/ProductionOrders({remote_id})",
+                                               headers=self._headers()), f"order {remote_id}"))
+        if out is None:
+            raise OrderError(f"order {remote_id}: the status answer holds no order")
         return out
 
-    def items(self, remote_id: str, size: int = 100) -> list[dict[str, Any]]:
-        """``GET {url}/{id}/order_items``, every page (``page`` from 0, ``size``)."""
-        out: list[dict[str, Any]] = []
-        page = 0
-        while True:
-            body = self._json(self._request("GET", f"{self.url}/{remote_id}/order_items",
-                                            params={"page": page, "size": size}, headers=self._headers()),
-                              f"order {remote_id} items")
-            items = body.get("items") if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise OrderError(f"order {remote_id} items: no items list")
-            out.extend(i for i in items if isinstance(i, dict))
-            total = body.get("total")
-            if not items or (isinstance(total, int) and len(out) >= total) or len(items) < size:
-                return out
-            page += 1
+    def product(self, remote_id: str) -> dict[str, Any] | None:
+        """``GET {url}/ProductionOrder(<id>)/Product``: the output product (``Name``), or None."""
+        try:
+            return _entity(self._json(self._request("GET", f"{self.url}/ProductionOrder({remote_id})/Product",
+                                                    headers=self._headers()), f"order {remote_id} product"))
+        except OrderRefused:
+            return None
+
+    def workflows(self) -> list[dict[str, Any]]:
+        """``GET {url}/Workflows``: every workflow (``Name``, ``OutputProductType``, ...)."""
+        body = self._json(self._request("GET", f"{self.url}/Workflows", headers=self._headers()), "workflows")
+        vals = body.get("value") if isinstance(body, dict) else body
+        return [w for w in vals if isinstance(w, dict)] if isinstance(vals, list) else []
+
+
+def _entity(body: Any) -> dict[str, Any] | None:
+    """The entity of an OData answer: ``value`` as an object, as a one-element list, or the
+    entity at top level (the single-order answer's shape is UNCONFIRMED: all three accepted)."""
+    if not isinstance(body, dict):
+        return None
+    v = body.get("value", body)
+    if isinstance(v, list):
+        v = v[0] if v else None
+    return v if isinstance(v, dict) else None
 
 
 def _detail(resp: requests.Response) -> str:
@@ -222,7 +260,7 @@ def _detail(resp: requests.Response) -> str:
     except ValueError:
         return resp.text[:300]
     if isinstance(body, dict):
-        for k in ("detail", "message", "error", "ErrorMessage"):
+        for k in ("detail", "message", "error", "ErrorMessage", "error_description"):
             if body.get(k):
                 return str(body[k])[:300]
     return str(body)[:300]
@@ -234,7 +272,7 @@ def client_from_connection(cfg: AoiConfig, conn: Any) -> OrderClient:
 
     The connection's ``host`` (a full URL, or a host name used with ``schema`` as URL
     scheme, default https) overrides ``ordering.url``; a host without a path gets the path
-    of ``ordering.url`` (``/api/order``). Extras ``token_url`` and ``client_id`` override
+    of ``ordering.url`` (``/odata/v1``). Extras ``token_url`` and ``client_id`` override
     the AOI settings.
 
     Raises
@@ -245,7 +283,7 @@ def client_from_connection(cfg: AoiConfig, conn: Any) -> OrderClient:
     o = cfg.ordering
     login, password = getattr(conn, "login", None), getattr(conn, "password", None)
     if not login or not password:
-        raise ConfigError(f"connection {o.conn_id!r} needs a login and a password (the DIAS account)")
+        raise ConfigError(f"connection {o.conn_id!r} needs a login and a password (the CDSE account)")
     extra = getattr(conn, "extra_dejson", None) or {}
     url = o.url
     host = getattr(conn, "host", None)
@@ -330,12 +368,12 @@ class OrderPlan:
 
 
 def plan(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
-         cards: Iterable[str] | None = None, source: RestoSource | None = None) -> OrderPlan:
+         cards: Iterable[str] | None = None, source: Any = None) -> OrderPlan:
     """The source products of the window that have no CARD counterpart (the complement).
 
     For each card (``ordering.cards`` and the AOI's cards; ``bs`` <- GRD, ``c6`` <- SLC),
-    the resto catalogue (``catalogue.url``, ``productType`` from
-    ``ordering.source_product_types`` plus ``ordering.source_query``) is searched over the
+    the catalogue (OData, or resto with ``ordering.source_query``; ``productType`` from
+    ``ordering.source_product_types``) is searched over the
     AOI for products sensed in ``[start, end]``; IW GRDH (bs) or IW SLC (c6) products
     whose :func:`s1_identity` matches neither a CARD product in ``dias_catalogue`` nor an
     order item still in flight are to be ordered, oldest first, at most
@@ -349,9 +387,10 @@ def plan(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
         If the AOI row is missing.
     """
     o = cfg.ordering
-    if cfg.catalogue.source != "resto":
-        raise ConfigError("ordering needs catalogue.source resto (the source products are searched there)")
-    source = source or RestoSource(cfg.catalogue)
+    if cfg.catalogue.source not in ("odata", "resto"):
+        raise ConfigError(f"ordering needs catalogue.source odata or resto (the GRD/SLC source products are "
+                          f"searched there), not {cfg.catalogue.source}")
+    source = source or make_source(cfg)
     report = HarvestReport()
     cards = [c for c in (cards or o.cards) if c in o.cards and c in cfg.cards]
     with transaction(url) as conn:
@@ -360,8 +399,11 @@ def plan(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
     budget = o.max_products_per_run
     for card in cards:
         cp = CardPlan(card)
-        query = Query(f"{card} source {o.source_product_types[card]}", "Sentinel1", o.source_product_types[card],
-                      tuple(sorted(o.source_query.items())))
+        if cfg.catalogue.source == "odata":
+            query = Query(f"{card} source {o.source_product_types[card]}", "SENTINEL-1", o.source_product_types[card])
+        else:
+            query = Query(f"{card} source {o.source_product_types[card]}", "Sentinel1", o.source_product_types[card],
+                          tuple(sorted(o.source_query.items())))
         found = _source_products(source, query, card, start, end, aoi, report, cp)
         _complement(url, cfg, card, start, end, found, cp, budget)
         budget -= len(cp.to_order)
@@ -373,7 +415,7 @@ def plan(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
     return OrderPlan(start, end, out, report)
 
 
-def _source_products(source: RestoSource, query: Query, card: str, start: dt.datetime, end: dt.datetime,
+def _source_products(source: Any, query: Query, card: str, start: dt.datetime, end: dt.datetime,
                      aoi: Any, report: HarvestReport, cp: CardPlan) -> dict[str, SourceProduct]:
     """The IW GRDH (bs) or IW SLC (c6) products of the window over the AOI, by identity."""
     found: dict[str, SourceProduct] = {}
@@ -426,7 +468,9 @@ def _complement(url: str, cfg: AoiConfig, card: str, start: dt.datetime, end: dt
 # --------------------------------------------------------------------------- submit
 @dataclass
 class OrderReport:
-    """What one ordering run planned, placed, and found out about open orders."""
+    """What one ordering run planned, placed, and found out about open orders, and the
+    quota it left (``quota``: monthly_quota, used_this_month, in_progress, max_concurrent,
+    left_this_month)."""
 
     plan: dict[str, Any]
     dry_run: bool = False
@@ -434,57 +478,106 @@ class OrderReport:
     polled: list[dict[str, Any]] = field(default_factory=list)     # open orders' status
     reconciled: int = 0
     problems: list[str] = field(default_factory=list)              # refused / failed, one line each
+    quota: dict[str, int] = field(default_factory=dict)
+    held: int = 0                                                  # planned but left for later runs by the quotas
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
+def quota_use(url: str, cfg: AoiConfig) -> dict[str, int]:
+    """The ODP quotas as used by this AOI's orders: items submitted this calendar month
+    (UTC; everything but refused orders counts, also failed and cancelled ones: whether the
+    service counts them is UNCONFIRMED) and items queued or in progress now."""
+    o = cfg.ordering
+    with transaction(url) as conn:
+        used, running = one(conn.execute(q("order_quota", schema=cfg.schema)))
+    return {"monthly_quota": o.monthly_quota, "used_this_month": used,
+            "left_this_month": max(o.monthly_quota - used, 0), "max_concurrent": o.max_concurrent,
+            "in_progress": running}
+
+
 def submit(url: str, cfg: AoiConfig, order_plan: OrderPlan, client: OrderClient | None,
            dry_run: bool = False) -> OrderReport:
-    """Place the planned orders, ``ordering.max_products_per_order`` products each.
+    """Place the planned orders, one production order per source product, within the quotas.
 
-    Each order is recorded (``card_orders``, ``card_order_items``) as ``submitting``
-    before the request, then with the API's answer: its ``id`` and status, or
-    ``refused`` (HTTP 4xx, with the API's reason; the products may be ordered again by a
-    later run) or ``error`` (unreachable/5xx; the remaining orders of the run are not
-    sent). An order left ``submitting`` by a crash blocks its products for
-    :data:`SUBMITTING_STALE`, then :func:`poll` marks it ``error`` (check the DIAS order
-    list for its name before it is ordered again).
+    At most ``ordering.monthly_quota`` products per calendar month and
+    ``ordering.max_concurrent`` items queued or in progress are ordered (the rest waits for
+    a later run: ``held``). Each order is recorded (``card_orders``, ``card_order_items``) as
+    ``submitting`` before the request, then with the API's answer: its ``Id`` and status, or
+    ``refused`` (HTTP 4xx, with the API's reason; the product may be ordered again by a
+    later run) or ``error`` (unreachable/5xx; the remaining orders of the run are not sent).
+    An order left ``submitting`` by a crash blocks its product for :data:`SUBMITTING_STALE`,
+    then :func:`poll` marks it ``error``.
 
     Returns
     -------
     OrderReport
+
+    Raises
+    ------
+    ConfigError
+        Orders to place and no client.
+    OrderAuthError
+        The login was refused (nothing is recorded).
+    OrderError
+        A card's workflow cannot be found.
     """
     o = cfg.ordering
     rep = OrderReport(plan=order_plan.as_dict(), dry_run=dry_run)
-    if not dry_run and any(cp.to_order for cp in order_plan.cards.values()):
+    rep.quota = quota_use(url, cfg)
+    budget = min(rep.quota["left_this_month"], max(o.max_concurrent - rep.quota["in_progress"], 0))
+    todo = [sp for cp in order_plan.cards.values() for sp in cp.to_order]
+    rep.held = max(len(todo) - budget, 0)
+    if rep.held:
+        log.warning("ordering: %d products left for later runs by the ODP quotas (%d of %d this month used, "
+                    "%d of %d running)", rep.held, rep.quota["used_this_month"], o.monthly_quota,
+                    rep.quota["in_progress"], o.max_concurrent)
+    todo = todo[:budget]
+    workflows: dict[str, str] = {}
+    if todo and not dry_run:
         if client is None:
             raise ConfigError("no order client: pass one (client_from_connection / client_from_env)")
         client.token()                 # wrong credentials fail here, before anything is recorded
-    for card, cp in order_plan.cards.items():
-        chunks = [cp.to_order[i:i + o.max_products_per_order]
-                  for i in range(0, len(cp.to_order), o.max_products_per_order)]
-        for n, chunk in enumerate(chunks, 1):
-            name = o.order_name.format(aoi=cfg.name, card=card, start=order_plan.start, end=order_plan.end)
-            if len(chunks) > 1:
-                name = f"{name}_{n}of{len(chunks)}"
-            name = name[:255]          # the API's limit for order_name
-            entry: dict[str, Any] = {"name": name, "card": card, "processor": o.processors[card],
-                                     "products": len(chunk)}
-            rep.orders.append(entry)
-            if dry_run:
-                entry["status"] = "dry-run"
-                entry["first"] = [s.reference for s in chunk[:3]]
-                continue
-            if client is None:
-                raise ConfigError("no order client: pass one (client_from_connection / client_from_env)")
-            if not _place(url, cfg, client, card, chunk, order_plan, entry, rep):
-                return rep
+        workflows = {c: workflow_for(cfg, client, c) for c in {sp.card for sp in todo}}
+    for sp in todo:
+        name = o.order_name.format(aoi=cfg.name, card=sp.card, reference=sp.reference, start=order_plan.start,
+                                   end=order_plan.end)[:255]
+        entry: dict[str, Any] = {"name": name, "card": sp.card, "products": 1, "reference": sp.reference,
+                                 "workflow": workflows.get(sp.card) or o.workflows.get(sp.card, "?")}
+        rep.orders.append(entry)
+        if dry_run:
+            entry["status"] = "dry-run"
+            continue
+        assert client is not None
+        if not _place(url, cfg, client, sp, order_plan, entry, rep):
+            break
+    rep.quota["submitted_now"] = sum(1 for e in rep.orders if e.get("remote_id"))
     return rep
 
 
-def _place(url: str, cfg: AoiConfig, client: OrderClient, card: str, chunk: list[SourceProduct],
-           order_plan: OrderPlan, entry: dict[str, Any], rep: OrderReport) -> bool:
+def workflow_for(cfg: AoiConfig, client: OrderClient, card: str) -> str:
+    """The ODP workflow of a card: ``ordering.workflows[card]``, else the workflow whose
+    ``OutputProductType`` is ``ordering.output_product_types[card]`` (GET /Workflows).
+
+    Raises
+    ------
+    OrderError
+        If no workflow produces the card's product type.
+    """
+    o = cfg.ordering
+    if card in o.workflows:
+        return o.workflows[card]
+    want = o.output_product_types[card]
+    names = [str(w.get("Name")) for w in client.workflows() if str(w.get("OutputProductType")) == want]
+    if not names:
+        raise OrderError(f"no ODP workflow produces {want}: set ordering.workflows.{card} "
+                         "(GET /Workflows lists them)")
+    return sorted(names)[0]
+
+
+def _place(url: str, cfg: AoiConfig, client: OrderClient, sp: SourceProduct, order_plan: OrderPlan,
+           entry: dict[str, Any], rep: OrderReport) -> bool:
     """Record and place one order; False when the API is unusable (the run's remaining orders wait).
 
     Raises
@@ -492,41 +585,41 @@ def _place(url: str, cfg: AoiConfig, client: OrderClient, card: str, chunk: list
     OrderAuthError
         The login was refused.
     """
-    o, name = cfg.ordering, entry["name"]
+    o, name, workflow = cfg.ordering, entry["name"], entry["workflow"]
     with transaction(url) as conn:
         oid = one(conn.execute(q("order_insert", schema=cfg.schema), {
-            "card": card, "processor": o.processors[card], "name": name, "start": order_plan.start,
-            "end": order_plan.end, "status": "submitting", "n_items": len(chunk)}))[0]
-        conn.cursor().executemany(q("order_item_insert", schema=cfg.schema), [
-            {"order_id": oid, "ref": s.reference, "card": card, "identity": s.identity,
-             "obstime": s.obstime, "status": "submitting"} for s in chunk])
+            "card": sp.card, "processor": workflow, "name": name, "start": order_plan.start,
+            "end": order_plan.end, "status": "submitting", "n_items": 1}))[0]
+        conn.execute(q("order_item_insert", schema=cfg.schema), {
+            "order_id": oid, "ref": sp.reference, "card": sp.card, "identity": sp.identity,
+            "obstime": sp.obstime, "status": "submitting"})
     entry["id"] = oid
     try:
-        answer = client.create(name, o.processors[card], [s.reference for s in chunk], o.priority)
+        answer = client.create(name, workflow, sp.reference, o.priority)
     except OrderAuthError as exc:
         _order_failed(url, cfg, oid, "error", exc.status, str(exc))
         raise
     except OrderRefused as exc:
         _order_failed(url, cfg, oid, "refused", exc.status, exc.detail)
         entry.update(status="refused", http_status=exc.status, error=exc.detail)
-        rep.problems.append(f"order {name} ({len(chunk)} {card} products) refused: HTTP {exc.status}: "
-                            f"{exc.detail}")
+        rep.problems.append(f"order {name} ({sp.card} from {sp.reference}) refused: HTTP {exc.status}: {exc.detail}")
         log.error("%s", rep.problems[-1])
         return True
     except OrderError as exc:
         _order_failed(url, cfg, oid, "error", None, str(exc))
         entry.update(status="error", error=str(exc))
-        rep.problems.append(f"order {name} ({len(chunk)} {card} products) not placed: {exc}; "
+        rep.problems.append(f"order {name} ({sp.card} from {sp.reference}) not placed: {exc}; "
                             "the remaining orders of this run were not sent")
         log.error("%s", rep.problems[-1])
         return False
-    remote = str(answer["id"])
-    status = str(answer.get("status") or "submitted")[:24]
+    remote, status = str(answer["Id"]), odp_status(answer.get("Status") or "queued")[:24]
     with transaction(url) as conn:
         conn.execute(q("order_placed", schema=cfg.schema), {"id": oid, "remote_id": remote, "status": status})
+        conn.execute(q("order_item_update", schema=cfg.schema), {
+            "order_id": oid, "ref": sp.reference, "status": ITEM_STATUS.get(status, status),
+            "remote_item_id": remote, "processed_name": None, "extra_info": None})
     entry.update(status=status, remote_id=remote)
-    log.info("order %s placed: DIAS order %s, %d %s products (processor %s)", name, remote,
-             len(chunk), card, o.processors[card])
+    log.info("order %s placed: ODP order %s, %s from %s (workflow %s)", name, remote, sp.card, sp.reference, workflow)
     return True
 
 
@@ -542,10 +635,11 @@ def poll(url: str, cfg: AoiConfig, client: OrderClient, force: bool = False) -> 
     """Read the status of the open orders from the API and record it.
 
     Orders polled less than ``ordering.poll_interval_minutes`` ago are left alone unless
-    ``force``. For each order: ``/summary`` (stored in ``card_orders.summary``, its
-    ``status`` as the order's status) and ``/order_items`` (each item's status,
-    ``result.processed_name`` and ``extra_info``, matched on the source product name).
-    An order whose items are all final is finished. Orders left ``submitting`` longer than
+    ``force``. Each open order's ``Status`` (normalised by :func:`odp_status`) becomes its
+    item's status (``completed`` -> ``done``); ``StatusMessage`` is kept; a completed
+    order's output name (``/ProductionOrder(<id>)/Product``) is recorded as the item's
+    ``processed_name``. A ``failed``/``cancelled``/``completed`` order is finished; an
+    unknown status is kept and polled again. Orders left ``submitting`` longer than
     :data:`SUBMITTING_STALE` become ``error``.
 
     Returns
@@ -555,45 +649,38 @@ def poll(url: str, cfg: AoiConfig, client: OrderClient, force: bool = False) -> 
     """
     o = cfg.ordering
     with transaction(url) as conn:
-        conn.execute(q("order_stale_submitting", schema=cfg.schema),
-                     {"older_than": SUBMITTING_STALE})
+        conn.execute(q("order_stale_submitting", schema=cfg.schema), {"older_than": SUBMITTING_STALE})
         rows = conn.execute(q("order_open", schema=cfg.schema), {
             "min_age": dt.timedelta(0) if force else dt.timedelta(minutes=o.poll_interval_minutes)}).fetchall()
     out = []
     for oid, remote, name in rows:
         entry: dict[str, Any] = {"id": oid, "remote_id": remote, "name": name}
         try:
-            summary = client.summary(remote)
-            items = client.items(remote)
+            answer = client.status(remote)
+            status = odp_status(answer.get("Status"))[:24]
+            product = client.product(remote) if status == "completed" else None
         except OrderError as exc:
             entry.update(status="poll failed", error=str(exc))
-            log.warning("order %s (DIAS %s): status not available: %s", name, remote, exc)
+            log.warning("order %s (ODP %s): status not available: %s", name, remote, exc)
             out.append(entry)
             continue
-        updates = []
-        for it in items:
-            result = it.get("result")
-            res: dict[str, Any] = result if isinstance(result, dict) else {}
-            updates.append({"order_id": oid, "ref": str(it.get("name") or "").removesuffix(".SAFE"),
-                            "status": str(it.get("status") or "unknown")[:24],
-                            "remote_item_id": str(it.get("id")) if it.get("id") is not None else None,
-                            "processed_name": res.get("processed_name"),
-                            "extra_info": str(it.get("extra_info") or "")[:1000] or None})
+        message = str(answer.get("StatusMessage") or "")[:1000] or None
         with transaction(url) as conn:
-            if updates:
-                conn.cursor().executemany(q("order_item_update", schema=cfg.schema), updates)
+            conn.execute(q("order_items_of_order", schema=cfg.schema), {
+                "order_id": oid, "status": ITEM_STATUS.get(status, status), "remote_item_id": remote,
+                "processed_name": str(product.get("Name") or "").removesuffix(".SAFE") or None if product else None,
+                "extra_info": message})
             counts = dict(conn.execute(q("order_item_counts", schema=cfg.schema), {"id": oid}).fetchall())
-            open_items = sum(n for s, n in counts.items() if s not in FINAL_ITEM)
-            status = str(summary.get("status") or "unknown")[:24]
+            finished = all(s in FINAL_ITEM for s in counts)
             conn.execute(q("order_polled", schema=cfg.schema), {
-                "id": oid, "status": status, "summary": json.dumps(summary, default=str),
-                "finished": open_items == 0})
+                "id": oid, "status": status, "summary": json.dumps(answer, default=str), "finished": finished})
             reconcile_orders(conn, cfg)
-        entry.update(status=status, items=counts, finished=open_items == 0)
-        failed = counts.get("failed", 0) + counts.get("cancelled", 0)
-        if failed:
-            entry["error"] = f"{failed} items failed or cancelled at the DIAS"
-        log.info("order %s (DIAS %s): %s, items %s", name, remote, status, counts)
+        entry.update(status=status, items=counts, finished=finished)
+        if status in ("failed", "cancelled"):
+            entry["error"] = f"{status} at the ODP service: {message or 'no message'}"
+        elif status not in ITEM_STATUS:
+            log.warning("order %s (ODP %s): unknown status %r, polled again later", name, remote, status)
+        log.info("order %s (ODP %s): %s, items %s", name, remote, status, counts)
         out.append(entry)
     return out
 
@@ -607,12 +694,13 @@ def order_status(url: str, cfg: AoiConfig) -> list[dict[str, Any]]:
 
 def run_ordering(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
                  client: OrderClient | None, *, dry_run: bool = False,
-                 cards: Iterable[str] | None = None, source: RestoSource | None = None) -> OrderReport:
+                 cards: Iterable[str] | None = None, source: Any = None) -> OrderReport:
     """Plan, place and follow orders: what the DAG's ordering task runs.
 
     :func:`poll` (open orders, unless ``dry_run``), :func:`plan` over ``[start, end]``,
-    :func:`submit`. ``report.problems`` lists refused and failed orders and items (the
-    task should fail when it is not empty, after everything was recorded).
+    :func:`submit` within the quotas. ``report.problems`` lists refused and failed orders
+    (the task should fail when it is not empty, after everything was recorded);
+    ``report.quota`` the ODP quota used and left, logged.
 
     Raises
     ------
@@ -635,9 +723,13 @@ def run_ordering(url: str, cfg: AoiConfig, start: dt.datetime, end: dt.datetime,
             rep.problems.append(f"order {e['name']} (DIAS {e['remote_id']}): {e['error']}")
     with transaction(url) as conn:
         rep.reconciled = reconcile_orders(conn, cfg)
+    rep.quota.update({k: v for k, v in quota_use(url, cfg).items() if k != "submitted_now"})
+    log.info("ODP quota: %d of %d products ordered this month (%d left), %d of %d running; %d held for later runs",
+             rep.quota["used_this_month"], rep.quota["monthly_quota"], rep.quota["left_this_month"],
+             rep.quota["in_progress"], rep.quota["max_concurrent"], rep.held)
     return rep
 
 
 __all__ = ["HarvestError", "OrderAuthError", "OrderClient", "OrderError", "OrderPlan", "OrderRefused", "OrderReport",
-           "client_from_connection", "client_from_env", "order_status", "plan", "poll",
-           "run_ordering", "s1_identity", "submit"]
+           "client_from_connection", "client_from_env", "odp_status", "order_status", "plan", "poll", "quota_use",
+           "run_ordering", "s1_identity", "submit", "workflow_for"]

@@ -1,7 +1,9 @@
-"""S1 CARD ordering: complement of the source products, orders against a local order API
-(tests/harvest/order_server.py: token, create, summary, items, refusals, failures), status polling,
-and a later harvest picking the CARD products up. Catalogue: SYNTHETIC revisit records
-(tests/harvest/resto_server.py) of GRD, SLC, CARD-BS and CARD-COH6 products.
+"""S1 CARD ordering through the CDSE On-Demand Processing API: complement of the source
+products, orders against a local ODP replay BUILT FROM THE DOCUMENTED SHAPES (no recording of
+a ProductionOrder exchange exists; tests/harvest/odp_server.py says what is documented and
+what is assumed), quotas, status polling, and a later harvest picking the CARD products up.
+Catalogue: SYNTHETIC revisit records (tests/harvest/resto_server.py) of GRD, SLC, CARD-BS and
+CARD-COH6 products, and the REAL CREODIAS OData page of IW GRDH products for the OData search.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 import yaml
-from order_server import OrderServer
+from conftest import shared
+from odata_server import ODataServer
+from odp_server import OdpServer
 from resto_server import RestoServer, s1_revisit_records
 from synthetic import set_aoi
 
@@ -27,7 +31,8 @@ T0, T1 = dt.datetime(2024, 1, 1), dt.datetime(2024, 2, 29, 23, 59)
 
 
 def cfg_for(schema, resto, orders=None, **ordering_kw) -> AoiConfig:
-    o = {"enabled": True, "max_products_per_order": 4}
+    o = {"enabled": True, "source_product_types": {"bs": "GRD", "c6": "SLC"},     # the resto replay's types
+         "max_products_per_run": 2000}
     if orders is not None:
         o.update(url=orders.api, token_url=orders.token_url)
     o.update(ordering_kw)
@@ -52,7 +57,7 @@ def name(r):
 
 def client(cfg, srv, password="s3cret!"):
     return ordering.client_from_connection(cfg, SimpleNamespace(
-        host=srv.api, login="agency", password=password, extra_dejson={"token_url": srv.token_url}))
+        host=srv.api, login="agency@example.eu", password=password, extra_dejson={"token_url": srv.token_url}))
 
 
 def items(db_url, schema):
@@ -86,125 +91,138 @@ def test_plan_is_the_complement(db_url, db_schema):
     assert (p.cards["bs"].found, p.cards["bs"].have_card) == (len(grd), len(bs))
 
 
-def test_order_poll_and_later_harvest(db_url, db_schema, caplog):
+def publisher(resto):
+    """on_done of the ODP replay: the completed CARD product appears in the catalogue."""
+    cards = {ordering.s1_identity(name(r)): r for r in s1_revisit_records(T0, T1, "CARD-BS")}
+
+    def publish(order, output):
+        resto.records.append(cards[ordering.s1_identity(output)])
+    return publish
+
+
+def test_orders_within_quotas_poll_and_later_harvest(db_url, db_schema, caplog):
     grd, slc, bs, c6 = catalogue_records()
-    with RestoServer(grd + slc + bs + c6, page_max=50, cap=1000) as resto, OrderServer() as srv:
+    with RestoServer(grd + slc + bs + c6, page_max=50, cap=1000) as resto, OdpServer() as srv:
         cfg = cfg_for(db_schema, resto, srv, cards=["bs"])
         set_aoi(db_url, cfg, FLANDERS)
         catalogue.harvest(db_url, cfg, T0, T1)
         cl = client(cfg, srv)
-        with caplog.at_level("DEBUG"):
-            rep = ordering.run_ordering(db_url, cfg, T0, T1, cl)
         todo = [name(r) for r in grd if ordering.s1_identity(name(r)) not in
                 {ordering.s1_identity(b["title"]) for b in bs}]
-        assert rep.problems == [] and sum(o["products"] for o in rep.orders) == len(todo) == 12
-        assert [o["products"] for o in rep.orders] == [4, 4, 4]             # max_products_per_order
-        assert sorted(n for o in srv.orders.values() for n in (i["name"] for i in o["items"])) == sorted(todo)
-        assert {o["processor"] for o in srv.orders.values()} == {"card_bs"}
-        assert set(items(db_url, db_schema).values()) == {"ordered"}
-        # credentials never reach the log
+        with caplog.at_level("DEBUG"):
+            rep = ordering.run_ordering(db_url, cfg, T0, T1, cl)
+        # 2 concurrent items: the first two products now, 10 held for later runs
+        assert len(todo) == 12 and rep.problems == [] and rep.held == 10
+        assert [o["reference"] for o in rep.orders] == todo[:2]
+        assert {o["WorkflowName"] for o in srv.orders.values()} == {"card_bs"}     # found by OutputProductType
+        assert [o["InputProductReference"]["Reference"] for o in srv.orders.values()] == [t + ".SAFE" for t in todo[:2]]
+        assert rep.quota == {"monthly_quota": 25, "used_this_month": 2, "left_this_month": 23, "max_concurrent": 2,
+                             "in_progress": 2, "submitted_now": 2}
+        assert set(items(db_url, db_schema).values()) == {"queued"}
         logged = "\n".join(r.getMessage() for r in caplog.records)
-        assert "s3cret!" not in logged and "tok-1" not in logged
-        # a second run orders nothing again (all in flight)
+        assert "s3cret!" not in logged and "tok-1" not in logged and "ODP quota: 2 of 25" in logged
+        # a second run orders nothing (both slots taken) and sends no order
         again = ordering.run_ordering(db_url, cfg, T0, T1, cl)
-        assert again.orders == [] and srv.order_posts() == 3
-        # the DIAS processes the first order: 3 done, 1 failed; the done ones appear in the catalogue
-        first = min(srv.orders)
-        names = [i["name"] for i in srv.orders[first]["items"]]
-        card_of = {name(r): r for r in s1_revisit_records(T0, T1, "CARD-BS")}
-
-        def publish(item, pname):
-            rec = next(r for r in card_of.values() if ordering.s1_identity(r["title"]) ==
-                       ordering.s1_identity(pname))
-            resto.records.append(rec)
-
-        srv.on_done = publish
-        srv.process(first, done=names[:3], failed=names[3:])
-        srv.process(first + 1, processing=[i["name"] for i in srv.orders[first + 1]["items"]])
-        polled = ordering.poll(db_url, cfg, cl, force=True)
-        by_id = {p["remote_id"]: p for p in polled}
-        assert by_id[str(first)]["items"] == {"done": 3, "failed": 1} and by_id[str(first)]["finished"]
-        assert by_id[str(first)]["status"] == "done_with_error"
-        assert "failed" in by_id[str(first)]["error"]
-        assert by_id[str(first + 1)]["items"] == {"processing": 4}
+        assert again.orders == [] and srv.order_posts() == 2 and again.held == 10
+        # the service completes the first order (its CARD product is published) and fails the second
+        first, second = sorted(srv.orders, key=int)
+        srv.on_done = publisher(resto)
+        srv.process(first, "completed")
+        srv.process(second, "failed", "Processing failed: input product corrupted")
+        polled = {p["remote_id"]: p for p in ordering.poll(db_url, cfg, cl, force=True)}
+        assert polled[first]["status"] == "completed" and polled[first]["items"] == {"done": 1}
+        assert polled[second]["items"] == {"failed": 1} and polled[second]["finished"]
+        assert polled[second]["error"] == "failed at the ODP service: Processing failed: input product corrupted"
+        with psycopg.connect(db_url) as c:
+            processed = c.execute(f'SELECT processed_name FROM "{db_schema}".card_order_items '
+                                  'WHERE remote_item_id = %s', (first,)).fetchone()[0]
+        assert processed == todo[0] + "_CARD_BS"
         # polling again within poll_interval_minutes asks the API nothing
         n = len(srv.requests)
         assert ordering.poll(db_url, cfg, cl) == [] and len(srv.requests) == n
+        # the next run has two free slots again
+        rep = ordering.run_ordering(db_url, cfg, T0, T1, cl)
+        assert [o["reference"] for o in rep.orders] == todo[2:4] and rep.quota["used_this_month"] == 4
         # a scheduled run's window reaches back to the oldest ordered product not harvested yet
-        # (its CARD product carries the GRD's sensing time, older than the look-back)
         sensed = {n: dt.datetime.strptime(n.split("_")[4], "%Y%m%dT%H%M%S") for n in todo}
         run = (dt.datetime(2024, 2, 20), T1)
         s, e, why = catalogue.widened_window(db_url, cfg, "bs", *run)
         assert s == sensed[todo[0]] - dt.timedelta(hours=1) and "ordered from the DIAS" in why
-        # a later harvest picks the CARD products up and marks the items harvested
         h = catalogue.harvest(db_url, cfg, s, e, widened_from=run[0], note=why)
-        assert h.inserted == 3
+        assert h.inserted == 1
         st = items(db_url, db_schema)
-        assert sorted(k for k, v in st.items() if v == "harvested") == sorted(names[:3])
-        assert st[names[3]] == "failed"
-        # now the oldest outstanding product is the first of the second order
-        assert names == todo[:4]
-        assert catalogue.widened_window(db_url, cfg, "bs", *run)[0] == sensed[todo[4]] - dt.timedelta(hours=1)
-        with psycopg.connect(db_url) as c:
-            linked = c.execute(f'''SELECT count(*) FROM "{db_schema}".card_order_items i
-                                   JOIN "{db_schema}".dias_catalogue d ON d.id = i.obsid
-                                   WHERE d.reference = i.source_reference || '_CARD_BS' ''').fetchone()[0]
-        assert linked == 3
+        assert st[todo[0]] == "harvested" and st[todo[1]] == "failed"
         # the failed product is not ordered again by default, and is with reorder_failed
-        assert ordering.plan(db_url, cfg, T0, T1).cards["bs"].to_order == []
-        again = cfg.model_copy(update={"ordering": cfg.ordering.model_copy(update={"reorder_failed": True})})
-        assert [s.reference for s in ordering.plan(db_url, again, T0, T1).cards["bs"].to_order] == names[3:]
-        status = ordering.order_status(db_url, cfg)
-        assert len(status) == 3 and status[-1]["items"] == {"harvested": 3, "failed": 1}
+        assert todo[1] not in [sp.reference for sp in ordering.plan(db_url, cfg, T0, T1).cards["bs"].to_order]
+        again_cfg = cfg.model_copy(update={"ordering": cfg.ordering.model_copy(update={"reorder_failed": True})})
+        assert todo[1] in [sp.reference for sp in ordering.plan(db_url, again_cfg, T0, T1).cards["bs"].to_order]
+        # one password login for the whole test: the token is cached
+        assert srv.grants == ["password"] and cl.logins == 1
+
+
+def test_monthly_quota_prose_statuses_and_token_refresh(db_url, db_schema):
+    grd, slc, bs, c6 = catalogue_records()
+    with RestoServer(grd + bs, page_max=50, cap=1000) as resto, OdpServer(prose_statuses=True) as srv:
+        cfg = cfg_for(db_schema, resto, srv, cards=["bs"], monthly_quota=3, max_concurrent=2)
+        set_aoi(db_url, cfg, FLANDERS)
+        catalogue.harvest(db_url, cfg, T0, T1)
+        cl = client(cfg, srv)
+        assert len(ordering.run_ordering(db_url, cfg, T0, T1, cl).orders) == 2
+        first, second = sorted(srv.orders, key=int)
+        srv.process(first, "in_progress")          # written "in progress" (the doc's prose)
+        srv.process(second, "completed")           # written "complete"
+        polled = {p["remote_id"]: p for p in ordering.poll(db_url, cfg, cl, force=True)}
+        assert (polled[first]["status"], polled[second]["status"]) == ("in_progress", "completed")
+        assert polled[first]["items"] == {"in_progress": 1} and not polled[first]["finished"]
+        cl._token_expires = 0                      # the access token expired: renewed by its refresh token
+        rep = ordering.run_ordering(db_url, cfg, T0, T1, cl)
+        assert len(rep.orders) == 1 and rep.quota["left_this_month"] == 0    # 3 of 3 used this month
+        assert rep.held == len(grd) - len(bs) - 3
+        assert srv.grants == ["password", "refresh_token"]
+        assert ordering.run_ordering(db_url, cfg, T0, T1, cl).orders == []
 
 
 def test_refused_and_failed_orders(db_url, db_schema):
     grd, slc, bs, c6 = catalogue_records()
-    with RestoServer(grd + bs, page_max=50, cap=1000) as resto, OrderServer() as srv:
-        cfg = cfg_for(db_schema, resto, srv, cards=["bs"], max_products_per_order=10)
+    with RestoServer(grd + bs, page_max=50, cap=1000) as resto, OdpServer(concurrent=50) as srv:
+        cfg = cfg_for(db_schema, resto, srv, cards=["bs"], max_concurrent=3)
         set_aoi(db_url, cfg, FLANDERS)
         catalogue.harvest(db_url, cfg, T0, T1)
         cl = client(cfg, srv)
-        # refused (HTTP 403): recorded with the API's reason; the products stay orderable
-        srv.refuse_next = (403, "Insufficient funds on the billing account")
+        # refused (HTTP 403): recorded with the API's reason; the product stays orderable
+        srv.refuse_next = (403, "Quota exceeded: at most 25 orders per month")
         rep = ordering.run_ordering(db_url, cfg, T0, T1, cl)
-        assert rep.orders[0]["status"] == "refused" and rep.orders[1]["status"] == "queued"
-        assert len(rep.problems) == 1 and "HTTP 403: Insufficient funds" in rep.problems[0]
+        assert [o["status"] for o in rep.orders] == ["refused", "queued", "queued"]
+        assert len(rep.problems) == 1 and "HTTP 403: Quota exceeded" in rep.problems[0]
         with psycopg.connect(db_url) as c:
             row = c.execute(f'SELECT status, http_status, remote_id, error FROM "{db_schema}".card_orders '
                             "ORDER BY id LIMIT 1").fetchone()
-        assert row == ("refused", 403, None, "Insufficient funds on the billing account")
-        # the next run orders the refused products again; a 500 is not retried (no double order)
+        assert row == ("refused", 403, None, "Quota exceeded: at most 25 orders per month")
+        # a 500 is not retried (no double order); the run's remaining orders wait
         srv.fail_next = True
         posts = srv.order_posts()
         rep = ordering.run_ordering(db_url, cfg, T0, T1, cl)
         assert [o["status"] for o in rep.orders] == ["error"] and srv.order_posts() == posts + 1
         assert "HTTP 500" in rep.problems[0]
-        rep = ordering.run_ordering(db_url, cfg, T0, T1, cl)
-        assert [o["status"] for o in rep.orders] == ["queued"] and rep.problems == []
-        assert len(srv.orders) == 2 and sum(len(o["items"]) for o in srv.orders.values()) == len(grd) - len(bs)
-        # an unknown processor is refused by the API (HTTP 400)
-        bad = cfg.model_copy(update={"ordering": cfg.ordering.model_copy(update={"processors": {"bs": "card_bz"}})})
-        srv.known = set()
-        with psycopg.connect(db_url) as c:   # make the products orderable again
-            c.execute(f"UPDATE \"{db_schema}\".card_order_items SET status = 'error'")
+        # an unknown workflow is refused by the API (HTTP 400)
+        bad = cfg.model_copy(update={"ordering": cfg.ordering.model_copy(update={"workflows": {"bs": "card_bz"}})})
         rep = ordering.run_ordering(db_url, bad, T0, T1, cl)
-        assert rep.orders[0]["status"] == "refused" and "Unknown processor: card_bz" in rep.problems[0]
-        # a wrong password is a clear error that does not show the password
+        assert rep.orders[0]["status"] == "refused" and "Workflow card_bz not found" in rep.problems[0]
+        # a wrong password is a clear error that does not show the password; nothing recorded
         with psycopg.connect(db_url) as c:
-            c.execute(f"UPDATE \"{db_schema}\".card_order_items SET status = 'error'")
+            c.execute(f"UPDATE \"{db_schema}\".card_order_items SET status = 'done'")
             n_orders = c.execute(f'SELECT count(*) FROM "{db_schema}".card_orders').fetchone()[0]
-        with pytest.raises(ordering.OrderAuthError, match="login .* refused") as e:
+        with pytest.raises(ordering.OrderAuthError, match="login .* refused .* 2FA") as e:
             ordering.run_ordering(db_url, cfg, T0, T1, client(cfg, srv, password="wrong-pw"))
         assert "wrong-pw" not in str(e.value) and "wrong-pw" not in repr(client(cfg, srv, "wrong-pw"))
-        with psycopg.connect(db_url) as c:     # nothing recorded
+        with psycopg.connect(db_url) as c:
             assert c.execute(f'SELECT count(*) FROM "{db_schema}".card_orders').fetchone()[0] == n_orders
 
 
 def test_interrupted_submission_heals(db_url, db_schema):
     grd, slc, bs, c6 = catalogue_records()
-    with RestoServer(grd + bs, page_max=50, cap=1000) as resto, OrderServer() as srv:
-        cfg = cfg_for(db_schema, resto, srv, cards=["bs"], max_products_per_order=50)
+    with RestoServer(grd + bs, page_max=50, cap=1000) as resto, OdpServer() as srv:
+        cfg = cfg_for(db_schema, resto, srv, cards=["bs"], max_concurrent=1)
         set_aoi(db_url, cfg, FLANDERS)
         catalogue.harvest(db_url, cfg, T0, T1)
         p = ordering.plan(db_url, cfg, T0, T1)
@@ -214,9 +232,12 @@ def test_interrupted_submission_heals(db_url, db_schema):
                 raise KeyboardInterrupt    # the task was killed during the request
 
         with pytest.raises(KeyboardInterrupt):
-            ordering.submit(db_url, cfg, p, Crash(srv.api, "agency", "s3cret!", token_url=srv.token_url))
+            ordering.submit(db_url, cfg, p, Crash(srv.api, "agency@example.eu", "s3cret!", token_url=srv.token_url))
         assert set(items(db_url, db_schema).values()) == {"submitting"}
-        assert ordering.plan(db_url, cfg, T0, T1).cards["bs"].to_order == []      # blocked, not doubled
+        # blocked, not doubled: the stuck item is not planned again and takes the only slot
+        assert p.cards["bs"].to_order[0].reference not in [
+            sp.reference for sp in ordering.plan(db_url, cfg, T0, T1).cards["bs"].to_order]
+        assert ordering.run_ordering(db_url, cfg, T0, T1, client(cfg, srv)).orders == []
         with psycopg.connect(db_url) as c:
             c.execute(f"UPDATE \"{db_schema}\".card_orders SET submitted_at = now() - interval '2 hours'")
         rep = ordering.run_ordering(db_url, cfg, T0, T1, client(cfg, srv))
@@ -227,8 +248,9 @@ def test_interrupted_submission_heals(db_url, db_schema):
 
 def test_dry_run_disabled_and_cli(db_url, db_schema, tmp_path, monkeypatch, capsys):
     grd, slc, bs, c6 = catalogue_records()
-    with RestoServer(grd + slc + bs + c6, page_max=50, cap=1000) as resto, OrderServer() as srv:
-        cfg = cfg_for(db_schema, resto, srv)
+    with RestoServer(grd + slc + bs + c6, page_max=50, cap=1000) as resto, OdpServer() as srv:
+        cfg = cfg_for(db_schema, resto, srv, max_concurrent=50, monthly_quota=50)
+        srv.concurrent = srv.monthly = 50
         set_aoi(db_url, cfg, FLANDERS)
         catalogue.harvest(db_url, cfg, T0, T1)
         rep = ordering.run_ordering(db_url, cfg, T0, T1, None, dry_run=True)
@@ -247,27 +269,49 @@ def test_dry_run_disabled_and_cli(db_url, db_schema, tmp_path, monkeypatch, caps
         out = json.loads(capsys.readouterr().out)
         assert out["plan"]["cards"]["bs"]["to_order"] == len(grd) - len(bs)
         monkeypatch.setenv("AIRFLOW_CONN_CBM_ORDER", json.dumps({
-            "conn_type": "http", "host": srv.api, "login": "agency", "password": "s3cret!",
+            "conn_type": "http", "host": srv.api, "login": "agency@example.eu", "password": "s3cret!",
             "extra": {"token_url": srv.token_url}}))
         assert main(["order", *base]) == 0
         out = json.loads(capsys.readouterr().out)
-        assert sum(o["products"] for o in out["orders"]) == (len(grd) - len(bs)) + (len(slc) - len(c6))
+        assert len(out["orders"]) == (len(grd) - len(bs)) + (len(slc) - len(c6))
         assert main(["order-status", "--aoi", str(path), "--db-url", db_url]) == 0
         status = json.loads(capsys.readouterr().out)
-        assert {s["status"] for s in status} == {"queued"} and {s["processor"] for s in status} == {"card_bs", "coh"}
-        # the URI form of the connection works too
-        monkeypatch.setenv("AIRFLOW_CONN_CBM_ORDER", f"http://agency:s3cret%21@127.0.0.1:{srv.httpd.server_port}/http"
-                           f"?token_url={srv.token_url}")
-        assert main(["order-status", "--aoi", str(path), "--db-url", db_url]) == 0
+        assert {s["status"] for s in status} == {"queued"}
+        assert {s["processor"] for s in status} == {"card_bs", "card_coh6"}
 
 
 def test_client_from_an_airflow_style_connection():
     cfg = AoiConfig.model_validate({"name": "t", "start_date": "2024-01-01", "ordering": {"enabled": True}})
-    c = ordering.client_from_connection(cfg, SimpleNamespace(host="finder.creodias.eu", schema=None, port=None,
-                                                             login="u", password="p", extra_dejson={}))
-    assert c.url == "https://finder.creodias.eu/api/order"
-    assert c.token_url == "https://auth.creodias.eu/auth/realms/DIAS/protocol/openid-connect/token"
+    c = ordering.client_from_connection(cfg, SimpleNamespace(host="odp.dataspace.copernicus.eu", schema=None,
+                                                             port=None, login="u", password="p", extra_dejson={}))
+    assert c.url == "https://odp.dataspace.copernicus.eu/odata/v1"
+    assert c.token_url == "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+    assert c.client_id == "cdse-public"
     c = ordering.client_from_connection(cfg, SimpleNamespace(host=None, login="u", password="p"))
     assert c.url == cfg.ordering.url
     with pytest.raises(ConfigError, match="login and a password"):
         ordering.client_from_connection(cfg, SimpleNamespace(host=None, login="u", password=None))
+
+
+def test_status_spellings_are_normalised():
+    assert [ordering.odp_status(s) for s in ("queued", "in_progress", "in progress", "completed", "complete",
+                                             "Failed", "cancelled", "canceled", None)] == [
+        "queued", "in_progress", "in_progress", "completed", "completed", "failed", "cancelled", "cancelled",
+        "unknown"]
+
+
+def test_plan_searches_odata_for_the_real_grd_records(db_url, db_schema):
+    """The REAL CREODIAS OData page of 10 IW GRDH products: the plan finds all 10 through
+    the OData source (productType IW_GRDH_1S) and would order each."""
+    page = json.loads(shared("catalogue-responses", "eodag-provider-responses",
+                             "eodag_search_result_creodias.json").read_text())
+    with ODataServer(pool=page["value"]) as od:
+        cfg = AoiConfig.model_validate({
+            "name": "t", "schema": db_schema, "start_date": "2014-10-01", "cards": ["bs"],
+            "catalogue": {"source": "odata", "url": od.url}, "ordering": {"enabled": True}})
+        set_aoi(db_url, cfg, "POLYGON((-110 20, -95 20, -95 45, -110 45, -110 20))")   # all 10 footprints
+        p = ordering.plan(db_url, cfg, dt.datetime(2014, 10, 4), dt.datetime(2014, 10, 5))
+        flt = od.requests[0]
+    assert p.cards["bs"].found == 10 and len(p.cards["bs"].to_order) == 10
+    assert [sp.reference for sp in p.cards["bs"].to_order] == [v["Name"].removesuffix(".SAFE") for v in page["value"]]
+    assert "IW_GRDH_1S" in flt and "SENTINEL-1" in flt
