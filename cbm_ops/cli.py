@@ -102,6 +102,8 @@ def _harvest_commands(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     _window_args(p)
     p.add_argument("--card", action="append", choices=list(CARD_STAGES),
                    help="card(s) to harvest (default: the AOI's cards)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the first request of each card's search and send nothing (no database writes)")
     cmd("harvest-log", "the latest harvests of the AOI (window, ok/failed, counts)", _harvest_log)
     p = cmd("completeness", "expected acquisitions (revisit pattern) vs harvested vs extracted", _completeness)
     _window_args(p)
@@ -121,14 +123,42 @@ def _harvest(args: argparse.Namespace, cfg: AoiConfig, url: str) -> Any:
     from .harvest import harvest
     from .runs import campaign_clip
 
-    ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
     start, end = campaign_clip(cfg, args.start or dt.datetime.combine(cfg.start_date, dt.time()),
                                args.end or dt.datetime.now(dt.UTC).replace(tzinfo=None))
     if start is None or end is None:
         log.warning("harvest window %s..%s is outside the AOI's campaign %s..%s: nothing to harvest",
                     args.start, args.end, cfg.start_date, cfg.end_date)
         return {"skipped": "outside the campaign"}
+    if args.dry_run:
+        _harvest_dry_run(cfg, url, start, end, args.card or list(cfg.cards))
+        return None
+    ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
     return harvest(url, cfg, start, end, args.card).as_dict()
+
+
+def _harvest_dry_run(cfg: AoiConfig, url: str, start: dt.datetime, end: dt.datetime, cards: list[str]) -> None:
+    """Print what a harvest would send: per card, the first request of its search (later
+    pages follow the service's next links; capped windows are split)."""
+    import shapely
+
+    from .harvest.sources import make_source
+
+    if cfg.aoi_wkt:
+        aoi = shapely.from_wkt(cfg.aoi_wkt)
+    elif url:
+        from .db import transaction
+        from .harvest.catalogue import aoi_geometry
+
+        with transaction(url) as conn:
+            aoi = aoi_geometry(conn, cfg)
+    else:
+        raise ConfigError("a dry run needs the AOI outline: set aoi_wkt in the AOI file, or a database "
+                          "with the AOI's row (CBM_DB_URL, after import-parcels)")
+    source = make_source(cfg)
+    print(f"# {cfg.name}: catalogue {source.name}, sensing window {start.isoformat()}..{end.isoformat()}")
+    for card in cards:
+        for line in source.describe(card, start, end, aoi):
+            print(f"{card}: {line}")
 
 
 def _harvest_log(args: argparse.Namespace, cfg: AoiConfig, url: str) -> Any:
@@ -282,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = get_aoi(args.aoi)
-        url = args.db_url or db_url_from_env(cfg.db_conn_id)
+        url = args.db_url or ("" if getattr(args, "dry_run", False) and cfg.aoi_wkt
+                              else db_url_from_env(cfg.db_conn_id))
         result = args.run(args, cfg, url)
     except (ConfigError, LookupError, OSError, RuntimeError, ValueError) as exc:
         # operator errors (bad configuration, missing AOI/parcels/store, a target path that

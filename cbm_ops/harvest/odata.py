@@ -116,7 +116,8 @@ class ODataSource:
     def describe(self, card: str, start: dt.datetime, end: dt.datetime, aoi: Any) -> list[str]:
         """The first request of the card's search, as sent (later pages follow nextLink)."""
         params = self._params(self.card_query(card), start - EDGE_MARGIN, end + EDGE_MARGIN, _query_wkt(aoi))
-        return ["GET " + str(requests.Request("GET", f"{self.base}/Products", params=params).prepare().url)]
+        url = str(requests.Request("GET", f"{self.base}/Products", params=params).prepare().url)
+        return ["GET " + url, "  $filter = " + params["$filter"]]
 
     def search(self, card: str, start: dt.datetime, end: dt.datetime, aoi: Any,
                report: HarvestReport) -> Iterator[SceneRecord]:

@@ -99,7 +99,7 @@ def test_first_request_is_the_documented_filter():
     src = ODataSource(cfg.catalogue)
     import shapely
 
-    (line,) = src.describe("s2", dt.datetime(2025, 3, 1), dt.datetime(2025, 3, 31, 23, 59, 59),
+    line, readable = src.describe("s2", dt.datetime(2025, 3, 1), dt.datetime(2025, 3, 31, 23, 59, 59),
                            shapely.from_wkt(AOI_54PXA))
     from urllib.parse import parse_qs, urlsplit
 
@@ -114,6 +114,22 @@ def test_first_request_is_the_documented_filter():
         "att/OData.CSC.DoubleAttribute/Value le 80.00)")
     assert (q["$top"], q["$orderby"], q["$expand"], q["$count"]) == (
         "100", "ContentDate/Start asc", "Attributes", "true")
+    assert readable == "  $filter = " + q["$filter"]
+
+
+def test_cli_dry_run_prints_the_queries_without_a_database(tmp_path, monkeypatch, capsys):
+    from cbm_ops.cli import main
+
+    monkeypatch.delenv("CBM_DB_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_CBM_DB", raising=False)
+    aoi = tmp_path / "live.yaml"
+    aoi.write_text(f"name: live\nstart_date: 2025-03-01\naoi_wkt: {AOI_54PXA}\ncards: [s2, bs]\n")
+    assert main(["harvest", "--aoi", str(aoi), "--start", "2025-03-01", "--end", "2025-03-31", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# live: catalogue odata:catalogue.dataspace.copernicus.eu")
+    assert [ln.split(":", 1)[0] for ln in out[1:]] == ["s2", "s2", "bs", "bs"]
+    assert out[1].startswith("s2: GET https://catalogue.dataspace.copernicus.eu/odata/v1/Products?%24filter=")
+    assert "Value eq 'CARD-BS')" in out[4]
 
 
 @pytest.mark.parametrize("case", ["next_omitted", "http_422", "count_over_cap"])
