@@ -19,7 +19,10 @@ and a PROJECTED Danish year on an 8-vCPU box from the per-scene costs (the model
 printed with it). Targets are in the JSON lines; the benchmark never fails on a missed one.
 
     python scripts/bench.py [--parcels 200000] [--regen] [--skip-peers] [--simple-parcels]
-                            [--skip-million] [--skip-s1]
+                            [--skip-million] [--skip-s1] [--skip-cog | --only-cog]
+
+Section "COG vs JP2 and S3" (scripts/bench_cog.py; alone: ``make bench BENCH_ARGS=--only-cog``):
+one granule from COG and from JP2, each as a ratio to its own decode, and S3 reads through moto.
 """
 
 from __future__ import annotations
@@ -178,7 +181,11 @@ def main() -> int:
     ap.add_argument("--simple-parcels", action="store_true", help="quadrilaterals instead of LPIS-like parcels")
     ap.add_argument("--skip-million", action="store_true", help="skip the 1M-parcel AOI")
     ap.add_argument("--skip-s1", action="store_true", help="skip the full-size Sentinel-1 scenes")
+    ap.add_argument("--skip-cog", action="store_true", help="skip the COG vs JP2 and S3 section")
+    ap.add_argument("--only-cog", action="store_true", help="run only the COG vs JP2 and S3 section")
     args = ap.parse_args()
+    if args.only_cog:
+        return cog_section(args)
     DATA.mkdir(parents=True, exist_ok=True)
     import numba
     from bench_rasterize import bench_index
@@ -283,8 +290,22 @@ def main() -> int:
 
         dk = denmark_year(costs)
         emit("denmark_year_PROJECTED", dk["projected_wall_hours_8_vcpu"], "hours on 8 vCPU", **dk)
+    if not args.skip_cog:
+        cog_section(args)
     (OUT / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RESULTS))
     print(f"\nwrote {OUT / 'bench.jsonl'}")
+    return 0
+
+
+def cog_section(args: argparse.Namespace) -> int:
+    """The COG vs JP2 and S3 section (scripts/bench_cog.py); alone with --only-cog."""
+    from bench_cog import run
+
+    run(emit, regen=args.regen)
+    if args.only_cog:
+        DATA.mkdir(parents=True, exist_ok=True)
+        (OUT / "bench-cog.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RESULTS))
+        print(f"\nwrote {OUT / 'bench-cog.jsonl'}")
     return 0
 
 
