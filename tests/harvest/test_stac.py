@@ -198,3 +198,52 @@ def test_dry_run_prints_the_search_body():
         "datetime": "2024-04-30T23:00:00Z/2024-06-01T01:00:00Z",
         "intersects": {"type": "Polygon", "coordinates": [[[-105.3, 40.0], [-104.9, 40.0], [-104.9, 40.3],
                                                           [-105.3, 40.3], [-105.3, 40.0]]]}}
+
+
+def test_planetary_computer_signer_signs_blob_hrefs_at_read_time(monkeypatch):
+    """``planetary_computer.sign_url`` against a local SAS token endpoint (the answer shape
+    ``{"msft:expiry", "token"}`` of the package's code, a DOCUMENTED shape): blob hrefs get
+    the token, other hosts are left alone, and the token is asked once per container."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    planetary_computer = pytest.importorskip("planetary_computer")
+    from planetary_computer.settings import Settings
+
+    from cbm_ops.harvest.assets import make_signer, signer_for
+
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):  # noqa: N802 - http.server API
+            asked.append(self.path)
+            body = json.dumps({"msft:expiry": "2099-01-01T00:00:00Z",
+                               "token": "st=2026-12-04&se=2099-01-01&sp=rl&sv=2021-06-08&sr=c&sig=abc%3D"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PC_SDK_SAS_URL", f"http://127.0.0.1:{httpd.server_port}/api/sas/v1/token")
+        Settings.get.cache_clear()
+        planetary_computer.sas.TOKEN_CACHE.clear()
+        sign = make_signer("auto", "https://planetarycomputer.microsoft.com/api/stac/v1")
+        assert sign is planetary_computer.sign_url
+        pc = page("planetary-computer", "search_s2l2a_datetime_20190101T000001-000010.json")
+        hrefs = [pc["features"][i]["assets"]["B04"]["href"] for i in range(3)]
+        signed = [sign(h) for h in hrefs]
+        assert signed[0] == hrefs[0] + "?st=2026-12-04&se=2099-01-01&sp=rl&sv=2021-06-08&sr=c&sig=abc%3D"
+        assert asked == ["/api/sas/v1/token/sentinel2l2a01/sentinel2-l2"]         # cached per container
+        assert sign("http://127.0.0.1:1/x.tif") == "http://127.0.0.1:1/x.tif"      # not a blob host
+        assert signer_for({"catalogue": "https://earth-search.aws.element84.com/v1"})("https://a/b.tif") == \
+            "https://a/b.tif"
+    finally:
+        Settings.get.cache_clear()
+        httpd.shutdown()
