@@ -5,5 +5,5 @@ SELECT min(i.obstime)
 FROM {schema}.card_order_items i
 JOIN {schema}.card_orders o ON o.id = i.order_id
 WHERE i.card = %(card)s
-  AND i.status IN ('ordered', 'queued', 'processing', 'downloading', 'done')
+  AND i.status IN ('ordered', 'queued', 'in_progress', 'processing', 'downloading', 'done')
   AND o.submitted_at > now() - %(days)s::interval
