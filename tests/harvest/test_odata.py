@@ -272,3 +272,42 @@ def test_offline_source_reads_saved_odata_pages(tmp_path):
     assert (rep.read, rep.not_card, rep.bad_records) == (48, 47, 0)
     (bs,) = [r for r in recs if r]
     assert (bs.card, bs.relative_orbit, bs.orbit_direction, bs.epsg) == ("bs", 36, "DESCENDING", 32636)
+
+
+def test_an_extracted_product_that_was_republished_is_never_the_canonical_one(db_url, db_schema):
+    """A datatake of tile 54PXA extracted from its original product (N0212); the N0500
+    reprocessing arrives later, with fewer valid pixels on the parcel (SYNTHETIC rows): the
+    original keeps its rows and status but is superseded, and the canonical observation is the
+    reprocessed one as soon as it has rows (before that the original stays the only one)."""
+    from cbm_ops.db import q, transaction
+    from cbm_ops.db.partitions import ensure_partition
+
+    cfg = cfg_for(db_schema, "http://unused")
+    set_aoi(db_url, cfg, AOI_54PXA)
+    t = dt.datetime(2020, 8, 11, 1, 3, 11)
+    old = f"S2A_MSIL2A_{t:%Y%m%dT%H%M%S}_N0212_R045_T54PXA_20200811T040000"
+    new = f"S2A_MSIL2A_{t:%Y%m%dT%H%M%S}_N0500_R045_T54PXA_20230413T212505"
+    ids = {}
+    with psycopg.connect(db_url) as c:
+        for ref, base, status in ((old, "02.12", "extracted"), (new, "05.00", "ingested")):
+            ids[ref] = c.execute(
+                f'INSERT INTO "{db_schema}".dias_catalogue (obstime, reference, sensor, card, tile, epsg, '
+                "processing_baseline, status) VALUES (%s, %s, '2A', 's2', '54PXA', 32654, %s, %s) RETURNING id",
+                (t, ref, base, status)).fetchone()[0]
+        c.execute(f"INSERT INTO \"{db_schema}\".scene_stages (obsid, stage, status) VALUES (%s, 'scl', 'extracted')",
+                  (ids[old],))
+    for obsid in ids.values():
+        ensure_partition(db_url, cfg, obsid)
+    with psycopg.connect(db_url) as c:
+        c.execute(f'INSERT INTO "{db_schema}".hists VALUES (1, %s, %s)', (ids[old], json.dumps({"4": 12})))
+    with transaction(db_url) as conn:
+        assert conn.execute(q("catalogue_supersede", schema=db_schema)).rowcount == 1
+    with psycopg.connect(db_url) as c:
+        rows = {r[0]: r[1:] for r in c.execute(
+            f'SELECT reference, status, superseded_by FROM "{db_schema}".dias_catalogue')}
+        only = c.execute(f'SELECT obsid FROM "{db_schema}".parcel_observations WHERE pid = 1').fetchall()
+        c.execute(f'INSERT INTO "{db_schema}".hists VALUES (1, %s, %s)', (ids[new], json.dumps({"4": 9})))
+        canon = c.execute(f'SELECT obsid, duplicates FROM "{db_schema}".parcel_observations WHERE pid = 1').fetchall()
+    assert rows[old] == ("extracted", ids[new]) and rows[new] == ("ingested", None)
+    assert only == [(ids[old],)]
+    assert canon == [(ids[new], 2)]              # fewer SCL pixels, but the original was superseded
