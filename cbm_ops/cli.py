@@ -141,7 +141,7 @@ def _harvest_dry_run(cfg: AoiConfig, url: str, start: dt.datetime, end: dt.datet
     pages follow the service's next links; capped windows are split)."""
     import shapely
 
-    from .harvest.sources import make_source
+    from .harvest.catalogue import make_source
 
     if cfg.aoi_wkt:
         aoi = shapely.from_wkt(cfg.aoi_wkt)

@@ -54,6 +54,7 @@ from urllib.parse import urlsplit
 from .. import naming
 from ..config import AoiConfig, StoreConfig
 from ..errors import StorePathError
+from ..http import retrying_session
 
 log = logging.getLogger(__name__)
 
@@ -439,8 +440,6 @@ def _fetch(href: str) -> bytes:
     FileNotFoundError
         On HTTP 4xx, or when the server cannot be reached after the retries.
     """
-    from ..harvest.sources import retrying_session
-
     if not href.startswith(("http://", "https://")):
         raise FileNotFoundError(f"cannot download {href.split('?')[0]} (only http(s) metadata hrefs)")
     try:

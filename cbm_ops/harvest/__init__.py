@@ -15,9 +15,9 @@
 """
 
 from ..errors import HarvestError, NotCardError, RecordError
-from .catalogue import harvest, harvest_history, upsert, widened_window
+from .catalogue import harvest, harvest_history, make_source, upsert, widened_window
 from .records import HarvestReport, RawRecord, SceneRecord, normalise, normalise_checked
-from .sources import OfflineSource, RestoSource, make_source
+from .sources import OfflineSource, RestoSource
 
 __all__ = ["HarvestError", "HarvestReport", "NotCardError", "OfflineSource", "RawRecord", "RecordError",
            "RestoSource", "SceneRecord", "harvest", "harvest_history", "make_source", "normalise",

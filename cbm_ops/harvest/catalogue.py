@@ -20,8 +20,10 @@ import shapely
 from ..config import AoiConfig
 from ..db import dicts, one, q, transaction
 from ..queue import enqueue
+from .odata import ODataSource
 from .records import REPORT_LINES, HarvestReport, SceneRecord, SkippedRecord
-from .sources import EDGE_MARGIN, make_source
+from .sources import EDGE_MARGIN, OfflineSource, RestoSource
+from .stac import StacSource
 
 log = logging.getLogger(__name__)
 
@@ -291,3 +293,23 @@ def reconcile_orders(conn, cfg: AoiConfig) -> int:
     (identity match, :func:`cbm_ops.harvest.ordering.s1_identity`); returns how many.
     Run by every harvest and by the ordering's poll."""
     return conn.execute(q("order_reconcile", schema=cfg.schema)).rowcount
+
+
+def make_source(cfg: AoiConfig) -> Any:
+    """The catalogue source configured for an AOI (``catalogue.source``).
+
+    Raises
+    ------
+    HarvestError
+        If the offline directory does not exist.
+    """
+    tol = dt.timedelta(hours=cfg.harvest.date_tolerance_hours)
+    if cfg.catalogue.source == "offline":
+        path = cfg.resolve(cfg.catalogue.path)
+        assert path is not None
+        return OfflineSource(path, date_tolerance=tol)
+    if cfg.catalogue.source == "odata":
+        return ODataSource(cfg.catalogue, date_tolerance=tol)
+    if cfg.catalogue.source == "stac":
+        return StacSource(cfg.catalogue, date_tolerance=tol)
+    return RestoSource(cfg.catalogue, date_tolerance=tol)

@@ -35,9 +35,10 @@ import requests
 
 from ..config import CatalogueConfig
 from ..errors import HarvestError
+from ..http import retrying_session
 from .parsers import CARD_PRODUCT_TYPES, parse_odata
 from .records import HarvestReport, Page, RawRecord, SceneRecord, _normalise_counted
-from .sources import EDGE_MARGIN, Query, _query_wkt, cloud_ok, retrying_session, split_window
+from .sources import EDGE_MARGIN, Query, _query_wkt, cloud_ok, split_window
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class ODataSource:
         ``url`` (default the CDSE OData base), ``page_size`` ($top, <= 1000),
         ``max_per_query``, ``max_skip``, ``max_cloud_cover``, ``retries``, ``timeout_s``.
     session : requests.Session, optional
-        Mounted with the retrying adapter (:func:`~.sources.retrying_session`).
+        Mounted with the retrying adapter (:func:`cbm_ops.http.retrying_session`).
     """
 
     def __init__(self, cfg: CatalogueConfig, session: requests.Session | None = None,

@@ -58,9 +58,9 @@ from urllib3.util.retry import Retry
 from ..config import AoiConfig
 from ..db import dicts, one, q, transaction
 from ..errors import ConfigError, HarvestError, OrderAuthError, OrderError, OrderRefused
-from .catalogue import aoi_geometry, reconcile_orders
+from .catalogue import aoi_geometry, make_source, reconcile_orders
 from .records import HarvestReport
-from .sources import Query, make_source
+from .sources import Query
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,11 @@ from typing import Any
 
 import requests
 import shapely
-from requests.adapters import HTTPAdapter
 from shapely.geometry import MultiPolygon, Polygon
-from urllib3.util.retry import Retry
 
-from ..config import AoiConfig, CatalogueConfig
+from ..config import CatalogueConfig
 from ..errors import HarvestError
+from ..http import retrying_session
 from .parsers import parse_atom, parse_file, parse_resto_json
 from .records import HarvestReport, Page, RawRecord, SceneRecord, SkippedRecord, _normalise_counted
 
@@ -59,19 +58,6 @@ CARD_OF_PRODUCT_TYPE = {"CARD-BS": "bs", "CARD-COH6": "c6"}
 
 def _window_card(rec: SceneRecord, card: str, start: dt.datetime, end: dt.datetime) -> bool:
     return rec.card == card and start <= rec.obstime <= end
-
-
-def retrying_session(retries: int, methods: frozenset[str] = frozenset(["GET"]),
-                     session: requests.Session | None = None) -> requests.Session:
-    """A requests session that retries connection errors and HTTP 429/5xx with exponential
-    back-off (urllib3 ``Retry``, 1 s factor), honouring ``Retry-After``; the last answer is
-    returned (not raised) when the retries are used up."""
-    session = session or requests.Session()
-    retry = Retry(total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=methods, respect_retry_after_header=True, raise_on_status=False)
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    return session
 
 
 def split_window(card: str, start: dt.datetime, end: dt.datetime, cfg: CatalogueConfig,
@@ -306,28 +292,3 @@ def _query_wkt(aoi: Any) -> str:
     if len(geom.exterior.coords) > 200:
         geom = shapely.envelope(geom)
     return shapely.to_wkt(geom, rounding_precision=6)
-
-
-
-def make_source(cfg: AoiConfig) -> Any:
-    """The catalogue source configured for an AOI (``catalogue.source``).
-
-    Raises
-    ------
-    HarvestError
-        If the offline directory does not exist.
-    """
-    tol = dt.timedelta(hours=cfg.harvest.date_tolerance_hours)
-    if cfg.catalogue.source == "offline":
-        path = cfg.resolve(cfg.catalogue.path)
-        assert path is not None
-        return OfflineSource(path, date_tolerance=tol)
-    if cfg.catalogue.source == "odata":
-        from .odata import ODataSource
-
-        return ODataSource(cfg.catalogue, date_tolerance=tol)
-    if cfg.catalogue.source == "stac":
-        from .stac import StacSource
-
-        return StacSource(cfg.catalogue, date_tolerance=tol)
-    return RestoSource(cfg.catalogue, date_tolerance=tol)
