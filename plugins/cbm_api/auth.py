@@ -11,7 +11,9 @@ Every comparison is constant-time. A request without valid credentials gets 401 
 kept in ``request.state.cbm_readable`` (None: all) for the routes without an ``aoi``.
 """
 
+import binascii
 import secrets
+from base64 import b64decode
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -63,10 +65,37 @@ def _aoi_of(request: Request) -> str | None:
     return None
 
 
+def _unauthorized() -> HTTPException:
+    return HTTPException(status_code=401, detail="authentication required: a bearer token or HTTP basic login",
+                         headers={"WWW-Authenticate": 'Basic realm="cbm", Bearer'})
+
+
+class Basic(HTTPBasic):
+    """HTTP basic credentials in UTF-8 (RFC 7617 ``charset="UTF-8"``), else Latin-1 (what
+    ``requests``, the ``cbm`` client's library, sends); FastAPI's own decodes ASCII only."""
+
+    async def __call__(self, request: Request) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        scheme, _, param = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            raw = b64decode(param, validate=True)
+        except (binascii.Error, ValueError):
+            raise _unauthorized() from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        username, sep, password = text.partition(":")
+        if not sep:
+            raise _unauthorized()
+        return HTTPBasicCredentials(username=username, password=password)
+
+
 def standalone_auth(tokens: list[str], users: dict[str, User]):
     """Dependency: a bearer token of ``tokens`` or HTTP basic credentials of ``users`` (else 401),
     and the right to read the AOI the request names (else 403)."""
-    basic = HTTPBasic(auto_error=False, realm="cbm", description="a user of CBM_API_USERS or CBM_API_USERS_FILE")
+    basic = Basic(auto_error=False, realm="cbm", description="a user of CBM_API_USERS or CBM_API_USERS_FILE")
     bearer = HTTPBearer(auto_error=False, description="a token of CBM_API_TOKENS")
 
     def check(request: Request, token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -82,8 +111,7 @@ def standalone_auth(tokens: list[str], users: dict[str, User]):
             else:
                 ok, readable = user.verify(login.password), user.readable
         if not ok:
-            raise HTTPException(status_code=401, detail="authentication required: a bearer token or HTTP basic login",
-                                headers={"WWW-Authenticate": 'Basic realm="cbm", Bearer'})
+            raise _unauthorized()
         request.state.cbm_readable = readable
         aoi = _aoi_of(request)
         if aoi is not None and readable is not None and aoi not in readable:
