@@ -61,7 +61,8 @@ def centre_window(transform, x: float, y: float, chipsize: float):
     Returns
     -------
     rasterio.windows.Window
-        Integer window, possibly outside the image (read it boundless); at least 1 x 1.
+        Integer window, possibly outside the image (read it boundless); a square smaller
+        than a pixel that holds no pixel centre gives the pixel the point is in.
     """
     from rasterio.windows import Window
 
@@ -71,7 +72,11 @@ def centre_window(transform, x: float, y: float, chipsize: float):
     c1 = math.floor((x + h - transform.c) / resx - 0.5 + 1e-9)
     r0 = math.ceil((transform.f - (y + h)) / resy - 0.5 - 1e-9)
     r1 = math.floor((transform.f - (y - h)) / resy - 0.5 + 1e-9)
-    return Window(c0, r0, max(c1 - c0 + 1, 1), max(r1 - r0 + 1, 1))
+    if c1 < c0:
+        c0 = c1 = math.floor((x - transform.c) / resx)
+    if r1 < r0:
+        r0 = r1 = math.floor((transform.f - y) / resy)
+    return Window(c0, r0, c1 - c0 + 1, r1 - r0 + 1)
 
 
 def _read(ds, index: int, window, nodata: float, out_shape: tuple[int, int] | None = None) -> np.ndarray:

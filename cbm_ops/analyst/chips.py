@@ -33,6 +33,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -203,13 +204,19 @@ class ChipCache:
         self._pruned = 0.0
 
     def _stored_secret(self) -> str:
+        """The cache's random key, created once (written aside, then linked: other processes of
+        the API never read a half-written key)."""
         path = self.root / ".secret"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(prefix=".secret-", dir=self.root)   # mode 600
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))
+                os.link(tmp, path)
+            except FileExistsError:
+                pass                                                       # another process was first
+            finally:
+                os.unlink(tmp)
         return path.read_text().strip()
 
     def token(self, request: dict[str, Any]) -> str:
@@ -218,6 +225,7 @@ class ChipCache:
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
 
     def path(self, token: str, name: str) -> Path:
+        """Where the file ``name`` of request ``token`` is (or will be) cached."""
         return self.root / token / name
 
     @staticmethod
