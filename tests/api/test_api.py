@@ -8,12 +8,15 @@ time-series queries are index-served also on partitioned sigs/hists.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import datetime as dt
 import io
 import json
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,7 +34,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from cbm_api import create_app  # noqa: E402
 
 from cbm_ops import analyst  # noqa: E402
-from cbm_ops.config import AoiConfig, load_aoi  # noqa: E402
+from cbm_ops.config import AoiConfig, ApiSettings, load_aoi  # noqa: E402
 from cbm_ops.db import ensure_schema, transaction  # noqa: E402
 from cbm_ops.extract import run_queue  # noqa: E402
 from cbm_ops.harvest import harvest  # noqa: E402
@@ -46,8 +49,11 @@ INJECTIONS = ["x'; DROP TABLE sigs; --", "1 OR 1=1", "1; SELECT pg_sleep(5)", "'
 
 AOI = "api_sample"
 HOLDER: dict = {}           # filled by the sample_aoi fixture; the app reads it per request
+CHIPS_DIR = tempfile.mkdtemp(prefix="cbm-test-chips-")        # not the host's shared chip cache
+atexit.register(shutil.rmtree, CHIPS_DIR, True)
 APP = create_app(auth="standalone", tokens=[TOKEN], users={"ana": "s3cret:,x"},
-                 aois=lambda: HOLDER["aois"], db_url=lambda cfg: HOLDER["url"])
+                 aois=lambda: HOLDER["aois"], db_url=lambda cfg: HOLDER["url"],
+                 settings=ApiSettings.from_env({"CBM_CHIPS_DIR": CHIPS_DIR}))
 
 
 @pytest.fixture(scope="module")
