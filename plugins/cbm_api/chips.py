@@ -63,7 +63,7 @@ def locate(api: ApiContext, request: Request, lon: float, lat: float, start: str
     cfgs = [api.aoi_cfg(aoi)] if aoi else [c for c in api.readable(request) if card in c.cards]
     found: dict[str, tuple[AoiConfig, chips.Scene]] = {}
     for cfg in cfgs:
-        for sc in api.run(cfg.name, chips.select_scenes, lon, lat, t0, t1, card, chipsize):
+        for sc in api.search(cfg.name, chips.select_scenes, lon, lat, t0, t1, card, chipsize, default=[]):
             found.setdefault(sc.date_key, (cfg, sc))
     return [found[k] for k in sorted(found)], [c.name for c in cfgs]
 
@@ -205,7 +205,7 @@ def raw_chips_batch(api: Api, request: Request, batch: Annotated[ChipsBatch, Bod
     refs = list(dict.fromkeys(t.removesuffix(".SAFE") for t in batch.tiles))
     found: dict[str, tuple[AoiConfig, chips.Scene]] = {}
     for cfg in api.readable(request):
-        for sc in api.run(cfg.name, chips.scenes_by_reference, refs):
+        for sc in api.search(cfg.name, chips.scenes_by_reference, refs, default=[]):
             found.setdefault(sc.reference, (cfg, sc))
     missing = [r for r in refs if r not in found]
     if missing:

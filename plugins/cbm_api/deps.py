@@ -147,6 +147,16 @@ class ApiContext:
             analyst.read_only(conn)
             return fn(conn, cfg, *args, **kwargs)
 
+    def search(self, name: str, fn: Callable[..., Any], *args: Any, default: Any = None, **kwargs: Any) -> Any:
+        """:meth:`run`, or ``default`` when the AOI's tables do not exist yet (an AOI that was never
+        set up holds no scenes): for the routes that search every AOI the user may read."""
+        import psycopg
+
+        try:
+            return self.run(name, fn, *args, **kwargs)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            return default
+
     @property
     def settings(self) -> ApiSettings:
         """The API process settings (``CBM_CHIPS_*``, ``CBM_API_*``), read once."""

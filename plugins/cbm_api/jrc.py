@@ -87,7 +87,7 @@ def _background_aoi(api: ApiContext, request: Request, lon: float, lat: float, t
         cfg = api.aoi_cfg(aoi)
         return cfg if tms in cfg.jrc.backgrounds else None
     for cfg in api.readable(request):
-        if tms in cfg.jrc.backgrounds and api.run(cfg.name, _contains, lon, lat):
+        if tms in cfg.jrc.backgrounds and api.search(cfg.name, _contains, lon, lat, default=False):
             return cfg
     return None
 

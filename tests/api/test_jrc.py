@@ -591,3 +591,23 @@ def test_tempdir_default_for_the_chip_cache():
     assert s.chips_dir == Path(tempfile.gettempdir()) / f"cbm-chips-{os.getuid()}" and s.chips_max_count == 24
     with pytest.raises(Exception, match="CBM_CHIPS_MAX_COUNT"):
         ApiSettings.from_env({"CBM_CHIPS_MAX_COUNT": "0"})
+
+
+def test_an_aoi_never_set_up_does_not_break_the_searches_over_every_aoi(sample, db_url, tmp_path, client):
+    """Chips and backgrounds without ``aoi`` search every readable AOI: one whose schema does not exist
+    yet holds no scenes (not a 500); /query/info names it with an error."""
+    from fastapi.testclient import TestClient
+
+    fresh = sample[AOI_G].model_copy(update={"name": "fresh", "schema_": f"t_fresh_{uuid.uuid4().hex[:8]}",
+                                             "jrc": sample[AOI].jrc})       # searched first (by name), osm too
+    c = TestClient(make_app({**sample, "fresh": fresh}, db_url, tmp_path))
+    lon, lat = _centroid(client)
+    r = c.get("/query/rawChipByLocation", headers=AUTH, params={"lon": lon, "lat": lat, "start_date": "2018-06-01",
+                                                                "end_date": "2018-06-03", "band": "B03",
+                                                                "chipsize": 100})
+    assert r.status_code == 200 and len(r.json()["chips"]) >= 1
+    r = c.get("/query/backgroundByLocation", headers=AUTH, params={"lon": lon, "lat": lat, "tms": "osm",
+                                                                   "iformat": "tif", "extend": 300})
+    assert r.status_code == 200 and r.text.endswith("/osm.tif")
+    info = c.get("/query/info", headers=AUTH).json()["aois"]
+    assert info["fresh"]["years"] == ["2017", "2018"] and "error" in info["fresh"] and "error" not in info[AOI]
