@@ -123,6 +123,7 @@ def api_url(demo, db_url, users_file):
 
     _, aoi_dir = demo
     OUT.mkdir(exist_ok=True)
+    shutil.rmtree(OUT / "chips-cache", ignore_errors=True)      # every run cuts its chips (cold latency)
     port = free_port()
     env = {**os.environ, "CBM_AOI_DIR": str(aoi_dir), "CBM_DB_URL": db_url, "CBM_API_USERS_FILE": str(users_file),
            "CBM_CHIPS_DIR": str(OUT / "chips-cache"), "PYTHONPATH": str(ROOT / "plugins")}
