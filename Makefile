@@ -6,10 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help sysdeps venv test test-stack stack stack-stop screenshots demo demo-ui demo-stop bench lint sample clean
+.PHONY: help sysdeps venv test test-client test-stack stack stack-stop screenshots demo demo-ui demo-stop bench lint sample clean
 
 help:
-	@echo "make demo | demo-ui | demo-stop | test | test-stack | stack | stack-stop | screenshots | bench | lint | sample | clean"
+	@echo "make demo | demo-ui | demo-stop | test | test-client | test-stack | stack | stack-stop | screenshots | bench | lint | sample | clean"
 
 sysdeps:
 	@bash scripts/install-system-deps.sh
@@ -28,6 +28,11 @@ venv: sysdeps $(STAMP)
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The JRC's cbm client (0.0.18, unchanged, in its own venv .venv-client) against the standalone
+# API on the demo data: tests_client/ (plots in client-test-output/figures).
+test-client: venv
+	$(PY) -m pytest tests_client $(PYTEST_ARGS)
 
 demo: venv
 	$(PY) scripts/demo.py run

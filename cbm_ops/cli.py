@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for add in (_setup_commands, _harvest_commands, _extract_commands, _operations_commands):
         add(cmd)
+    _api_user_commands(sub)
     return ap
 
 
@@ -289,6 +290,9 @@ def _operations_commands(cmd: Callable[..., argparse.ArgumentParser]) -> None:
                    help="calendar year of the sensing time (UTC)")
     p.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="signatures format")
     p.add_argument("--out-dir", help="target directory (default: maintenance.export_dir, else export/)")
+    p = cmd("import-meteo", "import daily weather (CSV: date, tmin, tmax, tmean, prec and pid or cell) into the "
+            "AOI's meteo table, served by the JRC route weatherTimeSeries", _import_meteo)
+    p.add_argument("--file", required=True, help="CSV file (docs/analyst-api.md, Weather)")
 
 
 def _maintenance(args: argparse.Namespace, cfg: AoiConfig, url: str) -> Any:
@@ -304,6 +308,45 @@ def _export(args: argparse.Namespace, cfg: AoiConfig, url: str) -> Any:
     return export(url, cfg, args.year, args.format, args.out_dir)
 
 
+def _import_meteo(args: argparse.Namespace, cfg: AoiConfig, url: str) -> Any:
+    from .analyst.meteo import import_meteo
+
+    ensure_schema(url, cfg.schema, pid_indexes=cfg.pid_indexes)
+    return import_meteo(url, cfg, args.file)
+
+
+# --------------------------------------------------------------------------- API users (no AOI, no database)
+def _api_user_commands(sub: Any) -> None:
+    p = sub.add_parser("api-user", help="users of the standalone parcel API (JRC users-file format)",
+                       description="Add a user to a JRC-format users file (CBM_API_USERS_FILE), or print a hashed "
+                                   "record for CBM_API_USERS. The password is read from the terminal, or from "
+                                   "standard input with --password-stdin.")
+    p.add_argument("action", choices=["add", "hash"], help="add: write to --file; hash: print name:pbkdf2_sha256$...")
+    p.add_argument("name", help="user name (stored lower case)")
+    p.add_argument("--file", help="users file (add; default CBM_API_USERS_FILE)")
+    p.add_argument("--aoi", action="append", help="an AOI the user may read (repeatable; default: admin = all)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(run=None, no_aoi=_api_user)
+
+
+def _api_user(args: argparse.Namespace) -> Any:
+    import getpass
+    import os
+
+    from .users import new_user, save_user
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    user = new_user(args.name, password, tuple(a.lower() for a in args.aoi or ()) or ("admin",))
+    if args.action == "hash":
+        print(user.env_record())
+        return None
+    path = args.file or os.environ.get("CBM_API_USERS_FILE")
+    if not path:
+        raise ConfigError("api-user add: give --file or set CBM_API_USERS_FILE")
+    save_user(path, user)
+    return {"user": user.name, "aois": list(user.aois), "file": path}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -311,10 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     try:
-        cfg = get_aoi(args.aoi)
-        url = args.db_url or ("" if getattr(args, "dry_run", False) and cfg.aoi_wkt
-                              else db_url_from_env(cfg.db_conn_id))
-        result = args.run(args, cfg, url)
+        if getattr(args, "no_aoi", None):
+            result = args.no_aoi(args)
+        else:
+            cfg = get_aoi(args.aoi)
+            url = args.db_url or ("" if getattr(args, "dry_run", False) and cfg.aoi_wkt
+                                  else db_url_from_env(cfg.db_conn_id))
+            result = args.run(args, cfg, url)
     except (ConfigError, LookupError, OSError, RuntimeError, ValueError) as exc:
         # operator errors (bad configuration, missing AOI/parcels/store, a target path that
         # is a file, catalogue or import failures, an outage longer than db_retry_minutes)

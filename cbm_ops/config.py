@@ -73,7 +73,8 @@ class ParcelsConfig(_Strict):
     table: str = "parcels"
     source: str | None = None          # file to import (GeoPackage, Shapefile, GeoJSON)
     layer: str | None = None           # layer of the source file (default: first)
-    crop_column: str | None = None     # attribute shown in summaries (crop name/code)
+    crop_column: str | None = None     # attribute shown in summaries (crop name/code); JRC ``cropname``
+    crop_code_column: str | None = None  # attribute served as the JRC ``cropcode`` (as text)
     exclude_outliers: bool = True      # drop parcels far away from the rest (coordinates of another CRS)
     outlier_factor: float = Field(default=10.0, gt=1)   # x the 90 % distance from the set's centre
     crs_tolerance_deg: float = Field(default=1.0, ge=0)  # slack around the CRS's area of use
@@ -300,6 +301,64 @@ class OrderingConfig(_Strict):
         return v
 
 
+# --------------------------------------------------------------------------- JRC API compatibility
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_TILE_TEMPLATE = re.compile(r"^https?://[^\s\"'<>]+$")
+
+
+class BackgroundSource(_Strict):
+    """One background image source of the JRC routes ``backgroundByLocation``/``ByParcelID``.
+
+    Exactly one of ``url`` (an XYZ tile template such as an agency's orthophoto service,
+    ``https://tiles.example/ortho/{z}/{x}/{y}.png``, ``{-y}`` for TMS rows) or ``wms`` (a
+    GDAL_WMS service description file, as the JRC's ``config/tms/*.xml``). The API server
+    fetches the tiles with GDAL (``docs/analyst-api.md``); nothing is fetched for an AOI
+    without sources.
+    """
+
+    url: str | None = None
+    wms: str | None = None
+    max_zoom: int = Field(default=19, ge=0, le=24)
+    attribution: str = ""
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BackgroundSource:
+        if (self.url is None) == (self.wms is None):
+            raise ValueError("give exactly one of url (XYZ tile template) or wms (GDAL_WMS XML file)")
+        if self.url is not None and (not _TILE_TEMPLATE.match(self.url)
+                                     or not all(k in self.url for k in ("{z}", "{x}"))
+                                     or not ("{y}" in self.url or "{-y}" in self.url)):
+            raise ValueError(f"url {self.url[:120]!r} is not an http(s) tile template with {{z}}, {{x}} and {{y}}")
+        return self
+
+
+class JrcConfig(_Strict):
+    """What the JRC RESTful API routes need beyond the parcels (docs/analyst-api.md)."""
+
+    # JRC ``ptype`` (another parcel table of the same dataset, e.g. g = grazing) -> name of
+    # the AOI that holds that parcel set (its own schema and extraction)
+    ptypes: dict[str, str] = Field(default_factory=dict)
+    # ``tms`` name of the background routes (case-insensitive) -> its source
+    backgrounds: dict[str, BackgroundSource] = Field(default_factory=dict)
+
+    @field_validator("ptypes")
+    @classmethod
+    def _ptypes(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, aoi in v.items():
+            if not re.fullmatch(r"[a-z0-9]{1,20}", k) or not _IDENT.match(aoi):
+                raise ValueError(f"ptype {k!r} -> {aoi!r}: ptypes are a-z/0-9 (at most 20) mapped to AOI names")
+        return v
+
+    @field_validator("backgrounds")
+    @classmethod
+    def _names(cls, v: dict[str, BackgroundSource]) -> dict[str, BackgroundSource]:
+        for k in v:
+            if not _NAME.match(k):
+                raise ValueError(f"background {k!r}: names are lower-case a-z, 0-9, '_' or '-' (at most 40)")
+        return v
+
+
 class DockerMount(_Strict):
     source: str
     target: str
@@ -363,6 +422,8 @@ class AoiConfig(_Strict):
     harvest: HarvestConfig = HarvestConfig()
     completeness: CompletenessConfig = CompletenessConfig()
     ordering: OrderingConfig = OrderingConfig()
+    # --- JRC RESTful API compatibility (docs/analyst-api.md)
+    jrc: JrcConfig = JrcConfig()
     # ---
     tags: tuple[str, ...] = ()
 
@@ -413,6 +474,14 @@ class AoiConfig(_Strict):
         card = STAGES[stage][0]
         suffix = S1_SUFFIX.get(card, "")
         return tuple(b + suffix for b in self.bands.get(stage, ()))
+
+    def campaign_years(self, today: dt.date | None = None) -> list[int]:
+        """Calendar years of the campaign, ``start_date`` to ``end_date`` (or today when open).
+
+        They are the JRC API's datasets of this AOI (``<aoi>_<year>``).
+        """
+        last = (self.end_date or today or dt.date.today()).year
+        return list(range(self.start_date.year, max(last, self.start_date.year) + 1))
 
     def resolve(self, path: str | None) -> Path | None:
         """Absolute path for a configured path (relative = relative to the project)."""
@@ -522,3 +591,60 @@ def get_aoi(name_or_path: str) -> AoiConfig:
         if (directory / f"{name_or_path}{ext}").exists():
             return load_aoi(directory / f"{name_or_path}{ext}")
     raise ConfigError(f"no AOI {name_or_path!r}: expected {directory}/{name_or_path}.yaml")
+
+
+# --------------------------------------------------------------------------- parcel API process
+class ApiSettings(BaseModel):
+    """Settings of the parcel API process (not per AOI), from the environment.
+
+    ============================  ==========================================================
+    variable                      meaning (default)
+    ============================  ==========================================================
+    ``CBM_CHIPS_DIR``             chip and background cache (``<temp>/cbm-chips-<uid>``)
+    ``CBM_CHIPS_MAX_SIZE_M``      largest chip edge in metres (5120, the JRC's limit)
+    ``CBM_CHIPS_MAX_COUNT``       chips per request of the chip routes (24, the JRC's)
+    ``CBM_CHIPS_MAX_BATCH``       chips per request of the batch routes (36, the JRC's)
+    ``CBM_CHIPS_WORKERS``         chips cut at the same time in the process (2)
+    ``CBM_CHIPS_CACHE_MB``        cache size above which the oldest requests are removed (500)
+    ``CBM_API_SECRET``            key of the unguessable chip paths (a random key kept in the cache)
+    ``CBM_API_PUBLIC_URL``        absolute API URL in background answers (the request's URL)
+    ``CBM_API_USERS_FILE``        JRC-format users file of the standalone API (none)
+    ============================  ==========================================================
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chips_dir: Path
+    chips_max_size_m: float = Field(default=5120.0, gt=0, le=100_000)
+    chips_max_count: int = Field(default=24, ge=1, le=1000)
+    chips_max_batch: int = Field(default=36, ge=1, le=1000)
+    chips_workers: int = Field(default=2, ge=1, le=64)
+    chips_cache_mb: float = Field(default=500.0, gt=0)
+    secret: str | None = None
+    public_url: str | None = None
+    users_file: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ApiSettings:
+        """The settings of ``env`` (default ``os.environ``).
+
+        Raises
+        ------
+        ConfigError
+            A variable that is not a valid value (named).
+        """
+        import tempfile
+
+        env = dict(os.environ if env is None else env)
+        names = {"chips_max_size_m": "CBM_CHIPS_MAX_SIZE_M", "chips_max_count": "CBM_CHIPS_MAX_COUNT",
+                 "chips_max_batch": "CBM_CHIPS_MAX_BATCH", "chips_workers": "CBM_CHIPS_WORKERS",
+                 "chips_cache_mb": "CBM_CHIPS_CACHE_MB", "secret": "CBM_API_SECRET",
+                 "public_url": "CBM_API_PUBLIC_URL", "users_file": "CBM_API_USERS_FILE"}
+        data: dict[str, object] = {k: env[v] for k, v in names.items() if env.get(v, "").strip()}
+        data["chips_dir"] = env.get("CBM_CHIPS_DIR") or Path(tempfile.gettempdir()) / f"cbm-chips-{os.getuid()}"
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            var = names.get(str(err["loc"][0]), "CBM_CHIPS_DIR")
+            raise ConfigError(f"{var}: {err['msg']}") from None

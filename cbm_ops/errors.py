@@ -12,7 +12,8 @@ name the same class. Grouped by the stage that raises them:
 * parcels and grids: :class:`ParcelImportError`, :class:`GridError`;
 * extraction: :class:`SceneError` (a named scene status), :class:`StorePathError`,
   :class:`LeaseLost`, :class:`ParcelsChanged`, :class:`DatabaseUnavailable`;
-* analyst side: :class:`BadRequest` (HTTP 400), :class:`NotFound` (HTTP 404).
+* analyst side: :class:`BadRequest` (HTTP 400), :class:`NotFound` (HTTP 404),
+  :class:`Forbidden` (HTTP 403), :class:`UpstreamError` (HTTP 502), :class:`MeteoImportError`.
 """
 
 from __future__ import annotations
@@ -129,3 +130,15 @@ class BadRequest(ValueError):
 
 class NotFound(LookupError):
     """The parcel, scene or AOI does not exist."""
+
+
+class Forbidden(PermissionError):
+    """The logged-in user may not read this AOI (HTTP 403; the JRC's "Not authorized for this dataset")."""
+
+
+class UpstreamError(RuntimeError):
+    """A configured outside source (a background tile or WMS server) failed (HTTP 502)."""
+
+
+class MeteoImportError(ValueError):
+    """A weather CSV cannot be imported (the message names the line and the problem); nothing is written."""

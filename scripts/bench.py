@@ -7,16 +7,17 @@ uint16 10 m band as lossless JPEG2000 (1024 x 1024 tiles, as ESA's) and as GeoTI
 with 25-35 vertices (Voronoi fields, scripts/synthetic_parcels.py; ``--simple-parcels``: the
 earlier quadrilaterals), and two full-size SYNTHETIC Sentinel-1 CARD-BS bands.
 
-Then measures, in one run on the same data, and prints one JSON line per figure:
-decode (JP2, GeoTIFF), parcel index build (Numba scanline vs the former rasterio build),
-all 8 statistics for one 10 m band, the SCL histogram, the PostGIS write into the
-partitioned sigs (rows/s, fast and durable server settings), whole S2 scenes end to end
-against the decode time of their bands, full-size S1 CARD-BS scenes against the read time
-of their bands, parcel time-series queries on a 9M-row sigs table (SQL and the analyst
-API's query), zonal_stats against exactextract and (on a subset, extrapolated and labelled
-so) rasterstats, a 1M-parcel AOI (index build, stored size, builder and worker peak RSS),
-and a PROJECTED Danish year on an 8-vCPU box from the per-scene costs (the model is
-printed with it). Targets are in the JSON lines; the benchmark never fails on a missed one.
+Then measures, in one run on the same data, and prints one JSON line per figure: decode (JP2,
+GeoTIFF), image chips cut from the full tile (scripts/bench_chips.py), parcel index build
+(Numba scanline vs the former rasterio build), all 8 statistics for one 10 m band, the SCL
+histogram, the PostGIS write into the partitioned sigs (rows/s, fast and durable server
+settings), whole S2 scenes end to end against the decode time of their bands, full-size S1
+CARD-BS scenes against the read time of their bands, parcel time-series queries on a 9M-row
+sigs table (SQL and the analyst API's query), zonal_stats against exactextract and (on a
+subset, extrapolated and labelled so) rasterstats, a 1M-parcel AOI (index build, stored size,
+builder and worker peak RSS), and a PROJECTED Danish year on an 8-vCPU box from the per-scene
+costs (the model is printed with it). Targets are in the JSON lines; the benchmark never fails
+on a missed one.
 
     python scripts/bench.py [--parcels 200000] [--regen] [--skip-peers] [--simple-parcels]
                             [--skip-million] [--skip-s1] [--skip-cog | --only-cog]
@@ -218,7 +219,7 @@ def main() -> int:
         write_gpkg(DATA / "parcels.gpkg", geoms)
         stamp.write_text(dt.datetime.now(dt.UTC).isoformat())
         emit("data_generation", round(time.perf_counter() - t0, 1), "s", note="includes lossless JP2 encoding")
-    make_safe()
+    safe = make_safe()
 
     # decode
     b04, t_jp2, all_jp2 = timed(lambda: read_full(DATA / "B04.jp2"), 2)
@@ -230,6 +231,9 @@ def main() -> int:
     emit("decode_jp2_scl_20m_band", round(t_scl, 3), "s")
     _, t_b20, _ = timed(lambda: read_full(DATA / "B20.jp2"), 2)
     emit("decode_jp2_20m_band", round(t_b20, 3), "s")
+    from bench_chips import chip_latency
+
+    chip_latency(safe, emit)          # the JRC chip routes' read of one chip from the full tile
 
     # parcel index: Numba scanline against the former rasterio build, same parcels, same run
     grid10 = Grid(epsg=EPSG, res=10.0, x0=TILE_X0, y0=TILE_Y0, width=N10, height=N10)

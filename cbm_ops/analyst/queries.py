@@ -17,6 +17,7 @@ import functools
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ MAX_POLYGON_PARCELS = 1000                  # cap of parcelsByPolygon
 MAX_POLYGON_KM2 = 2500.0                    # largest query polygon (geodesic area)
 MAX_POLYGON_VERTICES = 10000
 STATEMENT_TIMEOUT = "10s"                   # per statement of a read_only() transaction
+JRC_KEYS = ("pid", "cropname", "cropcode")  # the JRC API's parcel columns the cbm client reads
+JRC_MIN_PEER_AREA_M2 = 3000.0               # the JRC parcelPeers leaves out smaller peers
 
 
 # ----------------------------------------------------------------- helpers
@@ -145,10 +148,12 @@ def parcels_info(conn, cfg: AoiConfig, pids: Sequence[int], with_geometry: bool 
     Returns
     -------
     dict of str to list
-        ``ogc_fid``, every attribute of the parcel table (table order), ``crop`` (the
-        ``parcels.crop_column`` attribute, if configured), ``srid``, ``area`` (geodesic,
-        m2), ``clon``/``clat`` (centroid, EPSG:4326 degrees) and ``geom`` if asked.
-        Unknown pids are left out.
+        The JRC API's ``pid`` (the ogc_fid as text), ``cropname`` (the
+        ``parcels.crop_column`` attribute) and ``cropcode`` (``parcels.crop_code_column``,
+        as text; null without the setting), then ``ogc_fid``, every attribute of the parcel
+        table (table order), ``crop`` (``parcels.crop_column``, if configured), ``srid``,
+        ``area`` (geodesic, m2), ``clon``/``clat`` (centroid, EPSG:4326 degrees) and
+        ``geom`` if asked. Unknown pids are left out.
 
     Raises
     ------
@@ -168,16 +173,18 @@ def parcels_info(conn, cfg: AoiConfig, pids: Sequence[int], with_geometry: bool 
     cur = conn.execute(q("api_parcels_info", **ids),
                        {"pids": [int(p) for p in pids], "with_geometry": with_geometry,
                         "wgs84": crs == "4326", "digits": 8 if geographic else 3})
-    crop = cfg.parcels.crop_column
+    crop, code = cfg.parcels.crop_column, cfg.parcels.crop_code_column
     computed = ["srid", "area", "clon", "clat"] + (["geom"] if with_geometry else [])
-    # an attribute called like a computed column (LPIS files often have "area") keeps its
-    # value under attr_<name>
-    alias = {a: f"attr_{a}" if a in {*computed, "geom", "crop"} else a for a in attrs}
-    names = ["ogc_fid", *alias.values(), *(["crop"] if crop else []), *computed]
+    # an attribute called like a computed or JRC column (LPIS files often have "area")
+    # keeps its value under attr_<name>
+    alias = {a: f"attr_{a}" if a in {*computed, *JRC_KEYS, "geom", "crop", "ogc_fid"} else a for a in attrs}
+    names = [*JRC_KEYS, "ogc_fid", *alias.values(), *(["crop"] if crop else []), *computed]
     rows = []
     for pid, values, srid, area, clon, clat, geom in cur:
         r = {alias.get(k, k): v for k, v in values.items()}
-        r.update(ogc_fid=pid, srid=srid, area=area, clon=clon, clat=clat, geom=geom)
+        r.update(ogc_fid=pid, srid=srid, area=area, clon=clon, clat=clat, geom=geom, pid=str(pid),
+                 cropname=values.get(crop) if crop else None,
+                 cropcode=None if not code or values.get(code) is None else str(values[code]))
         if crop:
             r["crop"] = values.get(crop)
         rows.append(r)
@@ -232,8 +239,40 @@ def parcel_by_location(conn, cfg: AoiConfig, lon: float, lat: float, with_geomet
     return parcels_info(conn, cfg, pids, with_geometry, crs)
 
 
+_NUM = r"-?\d+(?:\.\d+)?"
+_RING_DASH = re.compile(rf"^{_NUM}_{_NUM}(?:-{_NUM}_{_NUM}){{2,}}$")
+_RING_COMMA = re.compile(rf"^{_NUM}\s+{_NUM}(?:\s*,\s*{_NUM}\s+{_NUM}){{2,}}$")
+
+
+def ring_wkt(text: str) -> str | None:
+    """The JRC API's polygon ring formats as WKT, or None for other text.
+
+    The JRC server pastes its ``polygon`` parameter into ``POLYGON((...))`` after replacing
+    ``_`` by a space and ``-`` by a comma (ec-jrc/cbm ``api/main.py``, ``parcelsByPolygon``), so
+    its clients send a ring of lon/lat pairs as ``lon_lat-lon_lat-...`` (the ``cbm`` GUI) or
+    ``lon lat,lon lat,...``. Here ``-`` separates pairs only after a digit, so negative
+    coordinates work (they do not in the JRC server); an open ring is closed.
+
+    Returns
+    -------
+    str or None
+        ``POLYGON((lon lat, ...))`` (EPSG:4326), not yet validated (:func:`parse_polygon`).
+    """
+    text = text.strip()
+    if _RING_DASH.match(text):
+        pairs = [p.split("_") for p in re.split(r"(?<=\d)-", text)]
+    elif _RING_COMMA.match(text):
+        pairs = [p.split() for p in text.split(",")]
+    else:
+        return None
+    pts = [(float(x), float(y)) for x, y in pairs]
+    if pts[0] != pts[-1]:
+        pts.append(pts[0])
+    return "POLYGON((" + ", ".join(f"{x!r} {y!r}" for x, y in pts) + "))"
+
+
 def parse_polygon(text: str):
-    """A query polygon from WKT or GeoJSON (EPSG:4326 lon/lat), checked.
+    """A query polygon from WKT, GeoJSON or a JRC ring (EPSG:4326 lon/lat), checked.
 
     Returns
     -------
@@ -252,6 +291,7 @@ def parse_polygon(text: str):
     text = (text or "").strip()
     if not text:
         raise BadRequest("polygon: empty; give a WKT or GeoJSON polygon in EPSG:4326")
+    text = ring_wkt(text) or text
     if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
         raise BadRequest("polygon: control characters are not allowed")   # GEOS stops reading at a NUL
     if text.startswith("{"):             # RFC 7946 has no "crs"; an old-style one must say lon/lat
@@ -288,7 +328,7 @@ def parse_polygon(text: str):
 
 
 def parcels_by_polygon(conn, cfg: AoiConfig, polygon: str, with_geometry: bool = False, crs: str = "parcel",
-                       max_parcels: int = 100) -> tuple[dict[str, list], bool]:
+                       max_parcels: int = 100, only_ids: bool = False) -> tuple[dict[str, list], bool]:
     """Parcels that intersect a polygon (WKT or GeoJSON, EPSG:4326), by pid, capped.
 
     Parameters
@@ -297,6 +337,8 @@ def parcels_by_polygon(conn, cfg: AoiConfig, polygon: str, with_geometry: bool =
         See :func:`parse_polygon`.
     max_parcels : int
         1 .. MAX_POLYGON_PARCELS.
+    only_ids : bool
+        Only ``pid`` (text, as the JRC API) and ``geom`` if asked.
 
     Returns
     -------
@@ -319,10 +361,14 @@ def parcels_by_polygon(conn, cfg: AoiConfig, polygon: str, with_geometry: bool =
         cur = conn.execute(q("api_pids_in_polygon", schema=cfg.schema, parcels=cfg.parcels.table),
                            {"wkb": local.wkb, "srid": srid, "limit": max_parcels + 1})
         pids = [r[0] for r in cur]
-    return parcels_info(conn, cfg, pids[:max_parcels], with_geometry, crs), len(pids) > max_parcels
+    info = parcels_info(conn, cfg, pids[:max_parcels], with_geometry, crs)
+    if only_ids:
+        info = {k: info[k] for k in ("pid", *(["geom"] if with_geometry else []))}
+    return info, len(pids) > max_parcels
 
 
-def parcel_peers(conn, cfg: AoiConfig, pid: int, distance: float = 1000.0, max_parcels: int = 10) -> dict[str, list]:
+def parcel_peers(conn, cfg: AoiConfig, pid: int, distance: float = 1000.0, max_parcels: int = 10,
+                 min_area: float = 0.0) -> dict[str, list]:
     """Parcels of the same crop near parcel ``pid`` (the JRC ``parcelPeers``).
 
     Parameters
@@ -332,6 +378,10 @@ def parcel_peers(conn, cfg: AoiConfig, pid: int, distance: float = 1000.0, max_p
         (0 for touching parcels).
     max_parcels : int
         1 .. 100.
+    min_area : float
+        Leave out peers of at most this geodesic area (m2). The JRC server drops peers up
+        to 3,000 m2 in EPSG:3035 (:data:`JRC_MIN_PEER_AREA_M2`, the API's default); 0
+        keeps every peer.
 
     Returns
     -------
@@ -349,6 +399,8 @@ def parcel_peers(conn, cfg: AoiConfig, pid: int, distance: float = 1000.0, max_p
         raise BadRequest(f"distance: {distance!r} is not in (0, {MAX_PEER_DISTANCE_M:.0f}] metres")
     if not 1 <= max_parcels <= MAX_PEERS:
         raise BadRequest(f"max: {max_parcels} is not between 1 and {MAX_PEERS}")
+    if not (isinstance(min_area, int | float) and math.isfinite(min_area) and min_area >= 0):
+        raise BadRequest(f"min_area: {min_area!r} is not an area >= 0 m2")
     crop = cfg.parcels.crop_column
     if not crop:
         raise BadRequest(f"AOI {cfg.name} has no parcels.crop_column: peers need the crop attribute")
@@ -366,7 +418,8 @@ def parcel_peers(conn, cfg: AoiConfig, pid: int, distance: float = 1000.0, max_p
     else:                    # native units per metre, with 5 % for the projection's scale error
         expand = distance / c.axis_info[0].unit_conversion_factor * 1.05
     cur = conn.execute(q("api_parcel_peers", schema=cfg.schema, parcels=cfg.parcels.table, crop=crop),
-                       {"pid": pid, "distance": float(distance), "expand": expand, "limit": max_parcels})
+                       {"pid": pid, "distance": float(distance), "expand": expand, "limit": max_parcels,
+                        "min_area": float(min_area)})
     rows = cur.fetchall()
     return {"pids": [r[0] for r in rows], "distance": [round(r[1], 3) for r in rows]}
 

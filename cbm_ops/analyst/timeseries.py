@@ -133,7 +133,7 @@ def parcel_observations(conn, cfg: AoiConfig, pid: int, cards: Sequence[str] = (
 
 def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands: Sequence[str] | None = None,
                        raw: bool = False, year: int | None = None, *, scl: bool = True, ref: bool = False,
-                       lineage: bool = False) -> dict[str, list]:
+                       lineage: bool = False, screened_only: bool = False) -> dict[str, list]:
     """Time series of one parcel (the JRC ``parcelTimeSeries``), one row per observation and band.
 
     Parameters
@@ -152,7 +152,11 @@ def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands
     year : int, optional
         Calendar year of the sensing time (UTC).
     scl : bool
-        s2: add the per-date ``cloudfree`` flag from the parcel's SCL histogram.
+        s2: add the per-date ``cloudfree`` flag and ``hist``, the parcel's SCL histogram.
+    screened_only : bool
+        s2 with ``scl``: only observations that have an SCL histogram, as the JRC API
+        (its s2 query inner-joins the histograms; the ``cbm`` client's plots fail on a
+        row without ``hist``).
     ref : bool
         Add the product name (``reference``).
     lineage : bool
@@ -171,8 +175,8 @@ def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands
           the pre-04.00 scale (reflectance = value / 10000, BOA_ADD_OFFSET applied), S1
           CARD-BS linear gamma0 power (dB = 10 log10), CARD-COH6 coherence 0-1;
         * s2: ``tile``, ``epsg``, ``ndvi`` = (B08 - B04) / (B08 + B04) of the observation's
-          band means (None without both), ``cloudfree`` (no SCL 3, 8, 9, 10, 11 in the
-          parcel; None without SCL histogram);
+          band means (None without both); with ``scl`` ``cloudfree`` (no SCL 3, 8, 9, 10, 11
+          in the parcel; None without SCL histogram) and ``hist`` (``{"4": 95, ...}``);
         * bs/c6: ``relative_orbit``, ``orbit_direction``;
         * scl: ``tile``, ``epsg``, ``scl_pixels``, ``cloudfree``, ``hist`` ({"4": 95, ...}).
 
@@ -191,16 +195,19 @@ def parcel_time_series(conn, cfg: AoiConfig, pid: int, tstype: str = "s2", bands
     """
     codes = check_bands(tstype, bands)
     card = TSTYPES[tstype]
-    obs = parcel_observations(conn, cfg, pid, (card,), year, raw=True, with_hist=tstype == "scl")
+    obs = parcel_observations(conn, cfg, pid, (card,), year, raw=True,
+                              with_hist=tstype == "scl" or (card == "s2" and scl))
     if not raw:
         obs = [o for o in obs if o["canonical"]]
+    if card == "s2" and scl and screened_only:
+        obs = [o for o in obs if o["hist"] is not None]
     lin = stage_lineage(conn, cfg, [o["obsid"] for o in obs]) if lineage else {}
     extra = (["canonical", "duplicates"] if raw else []) + (["reference"] if ref else []) + \
         (["lineage"] if lineage else [])
     if tstype == "scl":
         return _scl_series(obs, lin, extra)
     names = _BASE + ["band", *STAT_COLUMNS]
-    names += (["tile", "epsg", "ndvi"] + (["cloudfree"] if scl else [])) if card == "s2" else \
+    names += (["tile", "epsg", "ndvi"] + (["cloudfree", "hist"] if scl else [])) if card == "s2" else \
         ["relative_orbit", "orbit_direction"]
     return _band_series(conn, cfg, pid, card, codes, obs, lin, names + extra)
 

@@ -6,18 +6,24 @@ api-server behind Airflow's login, or run on its own for a separate frontend hos
     CBM_DB_URL=postgresql://... CBM_API_TOKENS=<token> \\
         uvicorn --app-dir plugins --factory cbm_api:create_standalone_app --host 0.0.0.0 --port 8001
 
-Routes (all GET, documented at ``/docs``, schema at ``/openapi.json``):
+Routes (documented at ``/docs``, schema at ``/openapi.json``):
 
 * ``/`` a status page (HTML), ``/aois`` and ``/aois/{name}`` scenes per card, stage and status;
 * ``/query/parcelById``, ``parcelByLocation``, ``parcelsByPolygon``, ``parcelTimeSeries``,
   ``parcelPeers`` in the shape of the JRC RESTful API (JSON objects of equal-length column
   lists; ``format=csv`` for CSV), ``parcelPlot`` (PNG), ``observation`` (one scene with
-  the lineage and quality of its stages).
+  the lineage and quality of its stages);
+* the rest of the JRC RESTful API, so that the JRC's ``cbm`` client works unchanged: its
+  spellings (``parcelByID``, ``parcelByPolygon``, ``backgroundByParcelId``), ``info``,
+  ``weatherTimeSeries``, ``backgroundByLocation``/``ByParcelID``, the image chips
+  (``rawChipByLocation``, ``rawChipByParcelID``, ``chipsByLocation``, ``chipsByParcelID``,
+  POST ``rawChipsBatch``, ``rawS1ChipsBatch``) and their files under ``/static/tmp``.
 
 The app is assembled from routers (FastAPI's "bigger applications" layout) that share the
-dependencies of :mod:`.deps` (AOI lookup, database, parameter types, error answers):
-:mod:`.status` (``/``, ``/aois``) and :mod:`.queries` (``/query/...``); :mod:`.auth` holds
-the standalone login.
+dependencies of :mod:`.deps` (AOI lookup, database, scene stores, parameter types, error
+answers): :mod:`.status` (``/``, ``/aois``), :mod:`.queries` (``/query/...``), :mod:`.jrc`
+(the JRC's other spellings and routes), :mod:`.chips` (image chips, and the file server
+mounted at ``/static/tmp``); :mod:`.auth` holds the standalone login.
 
 Bad input answers 400 with ``{"detail": "<parameter>: <what is wrong>"}``, unknown AOIs,
 parcels or scenes 404; every query is a file of ``include/sql`` with bound values, run in
@@ -28,10 +34,15 @@ Authentication (``auth``):
 * ``airflow``: Airflow's ``requires_authenticated()`` (UI session cookie or
   ``Authorization: Bearer <JWT>`` from ``POST /auth/token``);
 * ``standalone``: ``Authorization: Bearer <token>`` with a token of ``CBM_API_TOKENS`` or
-  HTTP basic with a user of ``CBM_API_USERS`` (both comma-separated, ``user:password``
-  percent-encoded); without either the app refuses to start unless ``CBM_API_NO_AUTH=1``
-  (a local, single-user setup). ``CBM_API_CORS_ORIGINS`` allows browser frontends on
-  other origins.
+  HTTP basic with a user of ``CBM_API_USERS_FILE`` (the JRC's users file: PBKDF2 keys and
+  the AOIs each user may read) or ``CBM_API_USERS`` (comma-separated hashed records or
+  ``user:password`` percent-encoded); without any the app refuses to start unless
+  ``CBM_API_NO_AUTH=1`` (a local, single-user setup). ``CBM_API_CORS_ORIGINS`` allows
+  browser frontends on other origins.
+
+Chip and background files (``/static/tmp/<dir>/<file>``) are served without a login, as the
+JRC's were (its client downloads them without credentials): their directory names are
+HMACs that only a caller allowed the request learns.
 * ``none``: tests only.
 """
 
@@ -41,16 +52,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from cbm_ops.config import AoiConfig
+from cbm_ops.config import AoiConfig, ApiSettings
 
 log = logging.getLogger(__name__)
 
 
 def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
                aois: Callable[[], dict] | None = None, db_url: Callable[[AoiConfig], str] | None = None,
-               tokens: list[str] | None = None, users: dict[str, str] | None = None,
-               cors_origins: list[str] | None = None):
-    """The FastAPI app: status routes and the parcel query routes.
+               tokens: list[str] | None = None, users: dict[str, Any] | None = None,
+               cors_origins: list[str] | None = None, store_for: Callable[[AoiConfig], Any] | None = None,
+               settings: ApiSettings | None = None):
+    """The FastAPI app: status routes, the parcel query routes and the rest of the JRC API.
 
     Parameters
     ----------
@@ -62,9 +74,15 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
         AoiConfig -> database URL (default: the Airflow Connection ``db_conn_id`` for
         ``auth="airflow"``, else ``CBM_DB_URL`` / ``AIRFLOW_CONN_<ID>``).
     tokens, users : optional
-        Standalone credentials (default: ``CBM_API_TOKENS``, ``CBM_API_USERS``).
+        Standalone credentials (default: ``CBM_API_TOKENS``, ``CBM_API_USERS``,
+        ``CBM_API_USERS_FILE``); users as ``{name: password}`` or ``{name: cbm_ops.users.User}``.
     cors_origins : list of str, optional
         Origins allowed by CORS (default ``CBM_API_CORS_ORIGINS``).
+    store_for : callable, optional
+        AoiConfig -> scene store for the chips (default: the Airflow connection of
+        ``store.conn_id`` for ``auth="airflow"``, else the environment).
+    settings : ApiSettings, optional
+        Chip cache and limits (default: from the environment, ``CBM_CHIPS_*``).
 
     Raises
     ------
@@ -73,7 +91,7 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
     """
     from fastapi import FastAPI
 
-    from . import deps, queries, status
+    from . import chips, deps, jrc, queries, status
 
     app = FastAPI(
         title="cbm-airflow parcel API",
@@ -82,7 +100,8 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
                      "See docs/analyst-api.md."),
         version="1", dependencies=_auth_dependencies(auth, tokens, users))
     app.state.cbm = deps.ApiContext(
-        aois or deps.AoiCache(), db_url or deps.UrlCache(deps.airflow_db_url if auth == "airflow" else deps.env_db_url))
+        aois or deps.AoiCache(), db_url or deps.UrlCache(deps.airflow_db_url if auth == "airflow" else deps.env_db_url),
+        store_for or (deps.airflow_store if auth == "airflow" else deps.default_store), settings)
     if cors_origins is None:
         cors_origins = [o.strip() for o in os.environ.get("CBM_API_CORS_ORIGINS", "").split(",") if o.strip()]
     if cors_origins:
@@ -93,17 +112,26 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
     _add_exception_handlers(app)
     app.include_router(status.router)
     app.include_router(queries.router)
+    app.include_router(jrc.router)
+    app.include_router(chips.router)
+    app.mount(chips_static_prefix(), chips.static_app(app.state.cbm))
     _openapi_without_422(app, deps.AUTH_ERRORS[auth])
     return app
 
 
-def _auth_dependencies(auth: str, tokens: list[str] | None, users: dict[str, str] | None) -> list:
+def chips_static_prefix() -> str:
+    from cbm_ops.analyst.chips import STATIC_PREFIX
+
+    return STATIC_PREFIX
+
+
+def _auth_dependencies(auth: str, tokens: list[str] | None, users: dict[str, Any] | None) -> list:
     """The app-wide login dependency of an ``auth`` mode.
 
     Raises
     ------
     RuntimeError
-        ``standalone`` without credentials.
+        ``standalone`` without credentials, or with an invalid ``CBM_API_USERS`` entry or users file.
     ValueError
         An unknown mode.
     """
@@ -114,15 +142,21 @@ def _auth_dependencies(auth: str, tokens: list[str] | None, users: dict[str, str
 
         return [Depends(requires_authenticated())]
     if auth == "standalone":
-        from .auth import credentials_from_env, standalone_auth
+        from cbm_ops.errors import ConfigError
 
-        env_tokens, env_users = credentials_from_env()
+        from .auth import as_users, credentials_from_env, standalone_auth
+
+        try:
+            env_tokens, env_users = credentials_from_env()
+        except ConfigError as exc:      # a bad CBM_API_USERS entry or users file: the app does not start
+            raise RuntimeError(str(exc)) from None
         tokens = env_tokens if tokens is None else tokens
-        users = env_users if users is None else users
-        if not tokens and not users:
-            raise RuntimeError("the standalone API needs credentials: set CBM_API_TOKENS (bearer tokens) and/or "
-                               "CBM_API_USERS (user:password), or CBM_API_NO_AUTH=1 for a local single-user setup")
-        return [Depends(standalone_auth(tokens, users))]
+        logins = env_users if users is None else as_users(users)
+        if not tokens and not logins:
+            raise RuntimeError("the standalone API needs credentials: set CBM_API_TOKENS (bearer tokens), "
+                               "CBM_API_USERS (user:password) and/or CBM_API_USERS_FILE (JRC users file), or "
+                               "CBM_API_NO_AUTH=1 for a local single-user setup")
+        return [Depends(standalone_auth(tokens, logins))]
     if auth != "none":
         raise ValueError(f"auth: {auth!r} is not airflow, standalone or none")
     return []
@@ -136,7 +170,7 @@ def _add_exception_handlers(app) -> None:
     from psycopg_pool import PoolTimeout
 
     from cbm_ops import analyst
-    from cbm_ops.errors import BadRequest, NotFound
+    from cbm_ops.errors import BadRequest, Forbidden, NotFound, UpstreamError
 
     def invalid(request, exc: RequestValidationError) -> JSONResponse:
         errs = []
@@ -163,6 +197,8 @@ def _add_exception_handlers(app) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(BadRequest, lambda request, exc: JSONResponse({"detail": str(exc)}, status_code=400))
     app.add_exception_handler(NotFound, lambda request, exc: JSONResponse({"detail": str(exc)}, status_code=404))
+    app.add_exception_handler(Forbidden, lambda request, exc: JSONResponse({"detail": str(exc)}, status_code=403))
+    app.add_exception_handler(UpstreamError, lambda request, exc: JSONResponse({"detail": str(exc)}, status_code=502))
     app.add_exception_handler(psycopg.errors.QueryCanceled, slow)
     app.add_exception_handler(PoolTimeout, down)
     app.add_exception_handler(psycopg.OperationalError, down)
@@ -199,7 +235,8 @@ def create_standalone_app():
     Raises
     ------
     RuntimeError
-        Without ``CBM_API_TOKENS``/``CBM_API_USERS`` unless ``CBM_API_NO_AUTH=1``.
+        Without ``CBM_API_TOKENS``/``CBM_API_USERS``/``CBM_API_USERS_FILE`` unless
+        ``CBM_API_NO_AUTH=1``.
     """
     no_auth = os.environ.get("CBM_API_NO_AUTH", "").lower() in ("1", "true", "yes")
     if no_auth:

@@ -8,12 +8,15 @@ time-series queries are index-served also on partitioned sigs/hists.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import datetime as dt
 import io
 import json
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,7 +34,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from cbm_api import create_app  # noqa: E402
 
 from cbm_ops import analyst  # noqa: E402
-from cbm_ops.config import AoiConfig, load_aoi  # noqa: E402
+from cbm_ops.config import AoiConfig, ApiSettings, load_aoi  # noqa: E402
 from cbm_ops.db import ensure_schema, transaction  # noqa: E402
 from cbm_ops.extract import run_queue  # noqa: E402
 from cbm_ops.harvest import harvest  # noqa: E402
@@ -46,8 +49,11 @@ INJECTIONS = ["x'; DROP TABLE sigs; --", "1 OR 1=1", "1; SELECT pg_sleep(5)", "'
 
 AOI = "api_sample"
 HOLDER: dict = {}           # filled by the sample_aoi fixture; the app reads it per request
+CHIPS_DIR = tempfile.mkdtemp(prefix="cbm-test-chips-")        # not the host's shared chip cache
+atexit.register(shutil.rmtree, CHIPS_DIR, True)
 APP = create_app(auth="standalone", tokens=[TOKEN], users={"ana": "s3cret:,x"},
-                 aois=lambda: HOLDER["aois"], db_url=lambda cfg: HOLDER["url"])
+                 aois=lambda: HOLDER["aois"], db_url=lambda cfg: HOLDER["url"],
+                 settings=ApiSettings.from_env({"CBM_CHIPS_DIR": CHIPS_DIR}))
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +101,9 @@ def _schema():
         "parameters": {"aoi": AOI},
         "generation": {"max-examples": 30},
         # 400 is right for schema-valid input that the schema cannot rule out: a band of another
-        # tstype, a polygon string that is no WKT/GeoJSON or is too large
-        "operations": [{"include-path-regex": "parcelTimeSeries|parcelsByPolygon",
+        # tstype, a polygon string that is no WKT/GeoJSON or is too large, a date string that is
+        # no date, a chip size above CBM_CHIPS_MAX_SIZE_M, more chips than allowed
+        "operations": [{"include-path-regex": "parcelTimeSeries|parcelsByPolygon|parcelByPolygon|[cC]hip|background",
                         "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]}}}],
     })
     return schemathesis.openapi.from_asgi("/openapi.json", APP, config=config)   # reads only the schema
@@ -107,9 +114,15 @@ SCHEMA = _schema()
 
 @SCHEMA.hook
 def map_query(ctx, query):
-    # valid pids are mapped onto the sample's parcels (1..20) and a few unknown ones
+    # valid pids are mapped onto the sample's parcels (1..20) and a few unknown ones, years onto
+    # the AOI's campaign (2017, 2018: the JRC datasets; others are a 404), ptypes onto none (the
+    # sample AOI configures none: a 404)
     if query and isinstance(query.get("pid"), int) and 0 <= query["pid"] <= 2**31 - 1:
         query["pid"] = query["pid"] % 24 + 1
+    if query and isinstance(query.get("year"), int):
+        query["year"] = 2017 + query["year"] % 2
+    if query and "ptype" in query:
+        query["ptype"] = ""
     return query
 
 
@@ -185,16 +198,20 @@ def test_parcel_queries(client, sample_aoi, db_url):
     capped = get(client, "/query/parcelsByPolygon", aoi=cfg.name, polygon=poly, max=1)
     assert capped.json()["ogc_fid"] == expect[:1] and capped.headers["x-cbm-truncated"] == ("true" if len(expect) > 1
                                                                                             else "false")
-    peers = get(client, "/query/parcelPeers", aoi=cfg.name, pid=1, distance=5000, max=100).json()
+    peers = get(client, "/query/parcelPeers", aoi=cfg.name, pid=1, distance=5000, max=100, min_area=0).json()
     with psycopg.connect(db_url) as c:
-        maize = [x[0] for x in c.execute(
-            f"""SELECT q.ogc_fid FROM "{cfg.schema}".parcels p, "{cfg.schema}".parcels q
+        maize = dict(c.execute(
+            f"""SELECT q.ogc_fid, ST_Area(ST_Transform(q.wkb_geometry, 4326)::geography)
+                FROM "{cfg.schema}".parcels p, "{cfg.schema}".parcels q
                 WHERE p.ogc_fid = 1 AND q.ogc_fid <> 1 AND q.ct_name = p.ct_name
                   AND ST_Distance(ST_Transform(p.wkb_geometry, 4326)::geography,
-                                  ST_Transform(q.wkb_geometry, 4326)::geography) <= 5000""")]
+                                  ST_Transform(q.wkb_geometry, 4326)::geography) <= 5000""").fetchall())
     assert sorted(peers["pids"]) == sorted(maize) and len(maize) > 0
     assert peers["distance"] == sorted(peers["distance"])
-    near = get(client, "/query/parcelPeers", aoi=cfg.name, pid=1, distance=10, max=100).json()
+    # the JRC's default: peers of at most 3,000 m2 left out (parcel 19, 2,400 m2, here)
+    jrc = get(client, "/query/parcelPeers", aoi=cfg.name, pid=1, distance=5000, maxPeers=100).json()
+    assert sorted(jrc["pids"]) == sorted(p for p, a in maize.items() if a > 3000) != sorted(maize)
+    near = get(client, "/query/parcelPeers", aoi=cfg.name, pid=1, distance=10, max=100, min_area=0).json()
     assert all(d <= 10 for d in near["distance"]) and set(near["pids"]) <= set(peers["pids"])
 
 
@@ -288,7 +305,7 @@ def test_lineage_and_observation(client, sample_aoi, db_url):
     ("/query/parcelTimeSeries", {"pid": 1, "year": 1990}, "year"),
     ("/query/parcelTimeSeries", {"pid": 1, "format": "xml"}, "format"),
     ("/query/parcelById", {"pid": 1, "crs": "3857"}, "crs"),
-    ("/query/parcelById", {"pid": 1, "ptype": "g"}, "ptype"),
+    ("/query/parcelById", {"pid": 1, "ptype": "g;--"}, "ptype"),
     ("/query/parcelByLocation", {"lon": 200, "lat": 50}, "lon"),
     ("/query/parcelByLocation", {"lon": 3, "lat": "nan"}, "lat"),
     ("/query/parcelsByPolygon", {"polygon": "POLYGON((0 0, 1 1))"}, "polygon"),
