@@ -139,7 +139,15 @@ def aoi_info(conn, cfg: AoiConfig) -> dict[str, Any]:
     }
 
 
-def parcel_tile(conn, cfg: AoiConfig, z: int, x: int, y: int, year: int, srid: int | None = None) -> bytes:
+def parcel_extent(conn, cfg: AoiConfig, srid: int) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) of the parcel set in EPSG:4326 degrees, None without parcels."""
+    x0, y0, x1, y1, _n = conn.execute(q("viewer_aoi", schema=cfg.schema, parcels=cfg.parcels.table),
+                                      {"srid": srid}).fetchone()
+    return None if x0 is None else (x0, y0, x1, y1)
+
+
+def parcel_tile(conn, cfg: AoiConfig, z: int, x: int, y: int, year: int, srid: int | None = None,
+                extent: Sequence[float] | None = None) -> bytes:
     """One Mapbox Vector Tile (layer ``parcels``) of the AOI's parcels, ``ST_AsMVT`` of PostGIS.
 
     Parameters
@@ -150,6 +158,9 @@ def parcel_tile(conn, cfg: AoiConfig, z: int, x: int, y: int, year: int, srid: i
         Calendar year of the observation attributes (UTC sensing time of the datatake).
     srid : int, optional
         SRID of the parcel table (looked up when not given).
+    extent : (west, south, east, north), optional
+        The parcel extent in EPSG:4326 (:func:`parcel_extent`, looked up when not given);
+        only the part of the tile within it is transformed to the parcel CRS.
 
     Returns
     -------
@@ -168,11 +179,18 @@ def parcel_tile(conn, cfg: AoiConfig, z: int, x: int, y: int, year: int, srid: i
         raise ValueError(f"tile {z}/{x}/{y} is outside the tile pyramid (zoom 0-{MAX_ZOOM})")
     if srid is None:
         srid = parcel_srid(conn, cfg)
+    if extent is None:
+        extent = parcel_extent(conn, cfg, srid)
+        if extent is None:
+            return b""
+    pad = max(extent[2] - extent[0], extent[3] - extent[1]) * 0.01 + 1e-4
+    west, south = max(extent[0] - pad, -180.0), max(extent[1] - pad, -90.0)
+    east, north = min(extent[2] + pad, 180.0), min(extent[3] + pad, 90.0)
     start, end = year_window(year)
     crop, has_crop = _crop(cfg)
     row = conn.execute(q("viewer_tile", schema=cfg.schema, parcels=cfg.parcels.table, crop=crop),
-                       {"z": z, "x": x, "y": y, "srid": srid, "start": start, "end": end,
-                        "has_crop": has_crop}).fetchone()
+                       {"z": z, "x": x, "y": y, "srid": srid, "start": start, "end": end, "has_crop": has_crop,
+                        "west": west, "south": south, "east": east, "north": north}).fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
@@ -240,12 +258,13 @@ def tile_latency(url: str, cfg: AoiConfig, tiles: Sequence[tuple[int, int, int]]
 
     with transaction(url) as conn:
         srid = parcel_srid(conn, cfg)
+        extent = parcel_extent(conn, cfg, srid)
     times, sizes = [], []
     for z, x, y in tiles:
         t0 = time.perf_counter()
         with transaction(url) as conn:
             read_only(conn)
-            data = parcel_tile(conn, cfg, z, x, y, year, srid)
+            data = parcel_tile(conn, cfg, z, x, y, year, srid, extent)
         times.append((time.perf_counter() - t0) * 1000)
         sizes.append(len(data))
     if not times:

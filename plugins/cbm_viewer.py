@@ -11,7 +11,7 @@ Routes (all GET):
   ``web/viewer/dist``, or ``CBM_VIEWER_DIST``); ``/viewer/assets/<file>`` its script and style;
 * ``/viewer/api/aois``, ``/viewer/api/aoi?aoi=``, ``/viewer/api/outline?aoi=``: the AOIs,
   what the page needs to open one (extent, years, crops, bands, results version), its outline;
-* ``/viewer/tiles/{aoi}/{year}/{z}/{x}/{y}.pbf``: Mapbox Vector Tiles of the parcels with
+* ``/viewer/tiles/{year}/{z}/{x}/{y}.pbf?aoi=NAME``: Mapbox Vector Tiles of the parcels with
   their colour attributes (``cbm_ops.viewer``), from an in-process LRU cache keyed by AOI,
   results version, year and tile; ``?v=<version>`` (the page adds it) makes the answer
   cacheable by the browser for a day, since a new version gives new URLs.
@@ -71,9 +71,16 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         cache_mb = float(os.environ.get("CBM_VIEWER_TILE_CACHE_MB", "64"))
     cache = viewer.TileCache(int(cache_mb * 2**20))
     versions: dict[str, tuple[float, str]] = {}
-    infos: dict[tuple[str, str], dict[str, Any]] = {}
+    infos: dict[tuple[str, str, int], tuple[Any, dict[str, Any]]] = {}
     lock = threading.Lock()
-    router = APIRouter(tags=["viewer"])
+    error = {"content": {"application/json": {"schema": {
+        "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {**error, "description": "invalid parameter (the detail names it)"},
+        401: {**error, "description": "not logged in"},
+        404: {**error, "description": "unknown AOI"},
+        503: {**error, "description": "database unavailable or query over its time limit"}}
+    router = APIRouter(tags=["viewer"], responses=errors)
     router.tile_cache = cache  # type: ignore[attr-defined]   # for tests and monitoring
 
     def aoi_cfg(name: str):
@@ -99,16 +106,18 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         return v
 
     def info(cfg) -> dict[str, Any]:
-        v = version(cfg)
-        key = (cfg.name, v)
+        # per results version and AOI configuration (a changed AOI file is a new object; the
+        # entry holds it, so its id is not reused while the entry lives)
+        key = (cfg.name, version(cfg), id(cfg))
         got = infos.get(key)
         if got is None:
             got = read(cfg, viewer.aoi_info)
             with lock:
                 for k in [k for k in infos if k[0] == cfg.name]:
                     infos.pop(k, None)
-                infos[key] = got
-        return got
+                infos[key] = (cfg, got)
+            return got
+        return got[1]
 
     Aoi = Annotated[str, Query(pattern=AOI_PATTERN, max_length=63, description="AOI name")]
 
@@ -159,12 +168,11 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         return cache.stats()
 
     # ------------------------------------------------------------- tiles
-    @router.get("/tiles/{aoi}/{year}/{z}/{x}/{y}.pbf", summary="Vector tile of the AOI's parcels (MVT)",
+    @router.get("/tiles/{year}/{z}/{x}/{y}.pbf", summary="Vector tile of the AOI's parcels (MVT)",
                 response_class=Response,
                 responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}},
                                  "description": "Mapbox Vector Tile, layer 'parcels'"}})
-    def tile(request: Request,
-             aoi: Annotated[str, PathParam(pattern=AOI_PATTERN, max_length=63)],
+    def tile(request: Request, aoi: Aoi,
              year: Annotated[int, PathParam(ge=analyst.YEAR_RANGE[0], le=analyst.YEAR_RANGE[1])],
              z: Annotated[int, PathParam(ge=0, le=viewer.MAX_ZOOM)],
              x: Annotated[int, PathParam(ge=0)], y: Annotated[int, PathParam(ge=0)],
@@ -188,7 +196,10 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         data = cache.get(key)
         headers["X-CBM-Cache"] = "hit" if data is not None else "miss"
         if data is None:
-            data = read(cfg, viewer.parcel_tile, z, x, y, year, meta["srid"])
+            if meta["bounds"] is None:
+                data = b""
+            else:
+                data = read(cfg, viewer.parcel_tile, z, x, y, year, meta["srid"], meta["bounds"])
             cache.put(key, data)
         return Response(data, media_type="application/vnd.mapbox-vector-tile", headers=headers)
 

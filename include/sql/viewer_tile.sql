@@ -12,16 +12,23 @@
 -- touches the tile (GiST), then per scene one index scan of sigs and hists over the tile's pids
 -- (primary keys (obsid, pid, ...); no pid index needed). A datatake belongs to the year of its
 -- first sensing time among the scenes found (as the parcel API's year filter).
--- Parameters: z, x, y, srid (of the parcel table), start, end (the year), has_crop.
+-- Parameters: z, x, y, srid (of the parcel table), west, south, east, north (the parcel extent in
+-- EPSG:4326, widened a little), start, end (the year), has_crop.
 WITH t AS (
     SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env,
            ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => 0.015625) AS wide     -- the 64/4096 MVT buffer
 ),
-b AS (     -- the tile in the parcel CRS and in EPSG:4326 (edges segmentized: their boxes cover the tile)
-    SELECT t.env,
-           ST_Transform(ST_Segmentize(t.wide, (ST_XMax(t.env) - ST_XMin(t.env)) / 8), %(srid)s) AS native,
-           ST_Transform(ST_Segmentize(t.wide, (ST_XMax(t.env) - ST_XMin(t.env)) / 8), 4326) AS wgs84
+w AS (     -- the tile in EPSG:4326 (edges segmentized: their box covers the tile)
+    SELECT t.env, ST_Transform(ST_Segmentize(t.wide, (ST_XMax(t.env) - ST_XMin(t.env)) / 8), 4326) AS wgs84
     FROM t
+),
+b AS (     -- and in the parcel CRS, cut to the parcel extent first (%(west)s .. %(north)s, degrees):
+           -- a coarse tile reaches beyond the domain of a projected CRS
+    SELECT w.env, w.wgs84,
+           ST_Transform(ST_Segmentize(ST_Intersection(w.wgs84, ST_MakeEnvelope(%(west)s, %(south)s, %(east)s,
+                                                                               %(north)s, 4326)), 0.01),
+                        %(srid)s) AS native
+    FROM w
 ),
 tp AS MATERIALIZED (
     SELECT p.ogc_fid AS pid, CASE WHEN %(has_crop)s THEN p.{crop}::text END AS crop, p.wkb_geometry AS geom

@@ -95,8 +95,8 @@ def _schema():
         "parameters": {"aoi": AOI},
         "generation": {"max-examples": 30},
         # 400 is right for schema-valid input that the schema cannot rule out: a band of another
-        # tstype, a polygon string that is no WKT/GeoJSON or is too large
-        "operations": [{"include-path-regex": "parcelTimeSeries|parcelsByPolygon",
+        # tstype, a polygon string that is no WKT/GeoJSON or is too large, a viewer tile outside its zoom's pyramid
+        "operations": [{"include-path-regex": "parcelTimeSeries|parcelsByPolygon|viewer/tiles",
                         "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]}}}],
     })
     return schemathesis.openapi.from_asgi("/openapi.json", APP, config=config)   # reads only the schema

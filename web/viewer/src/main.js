@@ -38,8 +38,8 @@ function syncUrl() {
 // ------------------------------------------------------------------ map
 function tileUrl() {
   const v = state.info.version;
-  return url(`/viewer/tiles/${state.aoi}/${state.year}/{z}/{x}/{y}.pbf`).replace("%7Bz%7D", "{z}")
-    .replace("%7Bx%7D", "{x}").replace("%7By%7D", "{y}") + `?v=${v}`;
+  return url(`/viewer/tiles/${state.year}/{z}/{x}/{y}.pbf`, { aoi: state.aoi, v }).replace("%7Bz%7D", "{z}")
+    .replace("%7Bx%7D", "{x}").replace("%7By%7D", "{y}");
 }
 
 function style(info) {
