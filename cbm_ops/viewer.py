@@ -3,10 +3,18 @@
 The viewer page (``web/viewer``, served by ``plugins/cbm_viewer.py``) draws the parcels of an
 AOI from Mapbox Vector Tiles made by PostGIS (``ST_AsMVT``), one statement per tile
 (``include/sql/viewer_tile.sql``), and colours them client-side by one of the attributes every
-tile carries (:data:`ATTRIBUTES`), so switching the colour needs no new tiles. Tiles are kept
-in a :class:`TileCache` keyed by AOI, results version (:func:`results_version`), year and
-z/x/y: a new scene stage, a requeue or a parcel re-import changes the version and so the
-tiles' URLs.
+tile carries (:data:`ATTRIBUTES`), so switching the colour needs no new tiles.
+
+The observation attributes of a year (canonical S2 observations, cloud-free dates, last
+cloud-free date) come from a per-parcel summary of the AOI-year (:func:`refresh_summary`: one
+pass over the year's sigs and hists into ``viewer_parcel_summary``), so a tile costs one key
+probe per parcel whatever the number of scenes. Until an AOI-year has a summary, tiles compute
+them live (``include/sql/viewer_tile_live.sql``: a key probe per parcel and scene, slow for
+large tiles of a full year; measured in ``make bench``).
+
+Tiles are kept in a :class:`TileCache` keyed by AOI, results version (:func:`results_version`),
+summary state, year and z/x/y: a new scene stage, a requeue, a parcel re-import or a refreshed
+summary changes the key and the tiles' URLs.
 
 No Airflow imports: the API router, notebooks and ``make bench`` (:func:`tile_latency`) use
 it alike. Every statement is a file of ``include/sql`` with bound values; the only
@@ -83,13 +91,17 @@ def parcel_srid(conn, cfg: AoiConfig) -> int:
     return int(conn.execute(q("api_parcel_srid"), {"schema": cfg.schema, "table": cfg.parcels.table}).fetchone()[0])
 
 
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def results_version(conn, cfg: AoiConfig) -> str:
     """Short hash of what the tiles depend on: parcel set version and import time, and the
     count and last change of the scene stages (any claim, completion, failure, requeue or
     quarantine changes it). Two small aggregates (``include/sql/viewer_version.sql``)."""
     row = conn.execute(q("viewer_version", schema=cfg.schema), {"name": cfg.name}).fetchone()
-    text = "|".join("" if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v)) for v in row)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return short_hash("|".join("" if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v))
+                               for v in row))
 
 
 def aoi_info(conn, cfg: AoiConfig) -> dict[str, Any]:
@@ -105,7 +117,8 @@ def aoi_info(conn, cfg: AoiConfig) -> dict[str, Any]:
         ``years`` ({year: {card: {"scenes", "extracted"}}}), ``year`` (the default: the
         latest year with an extracted S2 scene, else with any scene), ``bands``
         ({card: stored band codes}), ``attributes``, ``background`` (tile template,
-        attribution, max zoom; None without one), ``version`` (:func:`results_version`).
+        attribution, max zoom; None without one), ``version`` (:func:`results_version`),
+        ``summaries`` (:func:`summary_state`).
     """
     srid = parcel_srid(conn, cfg)
     x0, y0, x1, y1, n = conn.execute(q("viewer_aoi", schema=cfg.schema, parcels=cfg.parcels.table),
@@ -136,6 +149,7 @@ def aoi_info(conn, cfg: AoiConfig) -> dict[str, Any]:
         "background": ({"tiles": v.background_tiles, "attribution": v.background_attribution,
                         "max_zoom": v.background_max_zoom} if v.background_tiles else None),
         "version": results_version(conn, cfg),
+        "summaries": summary_state(conn, cfg),
     }
 
 
@@ -147,7 +161,7 @@ def parcel_extent(conn, cfg: AoiConfig, srid: int) -> tuple[float, float, float,
 
 
 def parcel_tile(conn, cfg: AoiConfig, z: int, x: int, y: int, year: int, srid: int | None = None,
-                extent: Sequence[float] | None = None) -> bytes:
+                extent: Sequence[float] | None = None, *, live: bool = False) -> bytes:
     """One Mapbox Vector Tile (layer ``parcels``) of the AOI's parcels, ``ST_AsMVT`` of PostGIS.
 
     Parameters
@@ -161,6 +175,10 @@ def parcel_tile(conn, cfg: AoiConfig, z: int, x: int, y: int, year: int, srid: i
     extent : (west, south, east, north), optional
         The parcel extent in EPSG:4326 (:func:`parcel_extent`, looked up when not given);
         only the part of the tile within it is transformed to the parcel CRS.
+    live : bool
+        Compute the observation attributes from sigs and hists (``viewer_tile_live.sql``)
+        instead of reading the AOI-year's summary (:func:`refresh_summary`), which must exist
+        (:func:`summary_state`); parcels missing from the summary have 0 observations.
 
     Returns
     -------
@@ -188,10 +206,65 @@ def parcel_tile(conn, cfg: AoiConfig, z: int, x: int, y: int, year: int, srid: i
     east, north = min(extent[2] + pad, 180.0), min(extent[3] + pad, 90.0)
     start, end = year_window(year)
     crop, has_crop = _crop(cfg)
-    row = conn.execute(q("viewer_tile", schema=cfg.schema, parcels=cfg.parcels.table, crop=crop),
+    row = conn.execute(q("viewer_tile_live" if live else "viewer_tile", schema=cfg.schema,
+                         parcels=cfg.parcels.table, crop=crop),
                        {"z": z, "x": x, "y": y, "srid": srid, "start": start, "end": end, "has_crop": has_crop,
-                        "west": west, "south": south, "east": east, "north": north}).fetchone()
+                        "west": west, "south": south, "east": east, "north": north, "year": year}).fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
+
+
+# ----------------------------------------------------------------- per-parcel summary of a year
+SUMMARY_TIMEOUT = "60min"         # statement timeout of a refresh (one pass over a year of sigs/hists)
+SUMMARY_WORK_MEM = "256MB"
+
+
+def summary_state(conn, cfg: AoiConfig) -> dict[int, dict[str, Any]]:
+    """The AOI's refreshed summaries: ``{year: {"version", "refreshed_at", "parcels", "seconds"}}``
+    (empty when none was ever refreshed; ``version`` is the :func:`results_version` it reflects)."""
+    exists = conn.execute(q("viewer_summary_exists"), {"name": f'"{cfg.schema}".viewer_summary_state'}).fetchone()[0]
+    if not exists:
+        return {}
+    return {year: {"version": v, "refreshed_at": at.isoformat(), "parcels": n, "seconds": round(float(sec), 2)}
+            for year, v, at, n, sec in conn.execute(q("viewer_summary_state", schema=cfg.schema))}
+
+
+def refresh_summary(url: str, cfg: AoiConfig, year: int) -> dict[str, Any] | None:
+    """Recompute the viewer's per-parcel summary of ``year`` (``viewer_parcel_summary``).
+
+    One transaction: the summary tables are created if missing, the year's rows replaced by
+    one pass over its S2 scenes' sigs and hists (``include/sql/viewer_summary_refresh.sql``:
+    canonical observations per parcel and datatake, the cloud-free ones, the last cloud-free
+    sensing time), and the results version it reflects recorded. Readers keep seeing the
+    previous summary until it commits. At most one refresh per AOI-year runs at a time (an
+    advisory lock): a second caller returns None at once.
+
+    Returns
+    -------
+    dict or None
+        ``year``, ``version``, ``parcels`` (with at least one observation), ``seconds``; None
+        when another refresh of the AOI-year was running.
+
+    Raises
+    ------
+    psycopg.errors.InsufficientPrivilege
+        The database role may not create or write the tables (a read-only API role): tiles
+        then compute the attributes live.
+    """
+    start, end = year_window(year)
+    t0 = time.perf_counter()
+    with transaction(url) as conn:
+        version = results_version(conn, cfg)          # before reading: a change during the pass is seen later
+        if not conn.execute(q("viewer_summary_lock"), {"key": f"cbm-viewer-summary:{cfg.schema}:{year}"}
+                            ).fetchone()[0]:
+            return None
+        conn.execute(q("viewer_summary_session"), {"timeout": SUMMARY_TIMEOUT, "work_mem": SUMMARY_WORK_MEM})
+        conn.execute(q("viewer_summary_tables", schema=cfg.schema))
+        conn.execute(q("viewer_summary_delete", schema=cfg.schema), {"year": year})
+        conn.execute(q("viewer_summary_refresh", schema=cfg.schema), {"year": year, "start": start, "end": end})
+        conn.execute(q("viewer_summary_state_set", schema=cfg.schema), {"year": year, "version": version})
+        n = conn.execute(q("viewer_summary_state", schema=cfg.schema)).fetchall()
+    parcels = next((r[3] for r in n if r[0] == year), 0)
+    return {"year": year, "version": version, "parcels": parcels, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 # ----------------------------------------------------------------- cache
@@ -238,7 +311,8 @@ class TileCache:
 
 
 # ----------------------------------------------------------------- benchmark
-def tile_latency(url: str, cfg: AoiConfig, tiles: Sequence[tuple[int, int, int]], year: int) -> dict[str, Any]:
+def tile_latency(url: str, cfg: AoiConfig, tiles: Sequence[tuple[int, int, int]], year: int, *,
+                 live: bool = False) -> dict[str, Any]:
     """Wall time of :func:`parcel_tile` per tile as the API runs it on a cache miss.
 
     Each call takes a pooled connection, makes the transaction read-only with the API's
@@ -247,6 +321,8 @@ def tile_latency(url: str, cfg: AoiConfig, tiles: Sequence[tuple[int, int, int]]
     Parameters
     ----------
     tiles : sequence of (z, x, y)
+    live : bool
+        Time the live attributes (no summary) instead of the summary's.
 
     Returns
     -------
@@ -264,7 +340,7 @@ def tile_latency(url: str, cfg: AoiConfig, tiles: Sequence[tuple[int, int, int]]
         t0 = time.perf_counter()
         with transaction(url) as conn:
             read_only(conn)
-            data = parcel_tile(conn, cfg, z, x, y, year, srid, extent)
+            data = parcel_tile(conn, cfg, z, x, y, year, srid, extent, live=live)
         times.append((time.perf_counter() - t0) * 1000)
         sizes.append(len(data))
     if not times:

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 AOI_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 VERSION_TTL_S = 5.0                      # how long a results version is trusted before it is re-read
+# a stale AOI-year summary is refreshed at most this often (results change with every stage claim
+# while an extraction runs; the summary then lags by at most this much)
+SUMMARY_INTERVAL_S = float(os.environ.get("CBM_VIEWER_SUMMARY_INTERVAL_S", "300"))
 _ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".map": "application/json", ".svg": "image/svg+xml",
           ".png": "image/png", ".woff2": "font/woff2", ".json": "application/json", ".html": "text/html"}
@@ -92,10 +95,10 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
             raise analyst.NotFound(f"no AOI {name!r} (configured: {', '.join(sorted(cfgs)) or 'none'})")
         return cfgs[name]
 
-    def read(cfg, fn: Callable, *args: Any) -> Any:
+    def read(cfg, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         with transaction(db_url(cfg)) as conn:
             analyst.read_only(conn)
-            return fn(conn, cfg, *args)
+            return fn(conn, cfg, *args, **kwargs)
 
     def version(cfg) -> str:
         hit = versions.get(cfg.name)
@@ -104,6 +107,51 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         v = read(cfg, viewer.results_version)
         versions[cfg.name] = (time.monotonic(), v)
         return v
+
+    attempts: dict[tuple[str, int], float] = {}
+    running: dict[tuple[str, int], threading.Thread] = {}
+    failures: dict[tuple[str, int], str] = {}
+
+    def forget(name: str) -> None:
+        with lock:
+            for k in [k for k in infos if k[0] == name]:
+                infos.pop(k, None)
+
+    def refresh(cfg, year: int) -> None:
+        key = (cfg.name, year)
+        try:
+            done = viewer.refresh_summary(db_url(cfg), cfg, year)
+            if done:
+                log.info("viewer summary of %s %s refreshed: %s parcels, %.1f s", cfg.name, year, done["parcels"],
+                         done["seconds"])
+            failures.pop(key, None)
+        except Exception as exc:  # noqa: BLE001 - e.g. a read-only role: tiles stay live, the page says why
+            failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.warning("viewer summary of %s %s not refreshed (tiles computed live): %s", cfg.name, year,
+                        failures[key])
+        finally:
+            forget(cfg.name)
+            with lock:
+                running.pop(key, None)
+
+    def ensure_summary(cfg, year: int, meta: dict[str, Any]) -> None:
+        """Start a background refresh of a missing or stale AOI-year summary (rate-limited)."""
+        st = meta["summaries"].get(year)
+        if st is not None and st["version"] == meta["version"]:
+            return
+        key = (cfg.name, year)
+        with lock:
+            if key in running or time.monotonic() - attempts.get(key, -1e9) < SUMMARY_INTERVAL_S:
+                return
+            attempts[key] = time.monotonic()
+            t = threading.Thread(target=refresh, args=(cfg, year), name=f"cbm-viewer-summary-{cfg.name}-{year}",
+                                 daemon=True)
+            running[key] = t
+        t.start()
+
+    def tile_version(meta: dict[str, Any], year: int) -> str:
+        st = meta["summaries"].get(year)
+        return f"{meta['version']}.{viewer.short_hash(st['refreshed_at']) if st else 'live'}"
 
     def info(cfg) -> dict[str, Any]:
         # per results version and AOI configuration (a changed AOI file is a new object; the
@@ -157,7 +205,11 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         """See ``cbm_ops.viewer.aoi_info``; ``tiles`` is the tile URL template of the AOI's
         default year and current version."""
         cfg = aoi_cfg(aoi)
-        return JSONResponse(info(cfg), headers={"Cache-Control": "no-cache"})
+        meta = info(cfg)
+        out = {**meta, "tile_versions": {y: tile_version(meta, int(y)) for y in meta["years"]},
+               "refreshing": sorted(y for (name, y) in running if name == cfg.name),
+               "summary_errors": {y: msg for (name, y), msg in failures.items() if name == cfg.name}}
+        return JSONResponse(out, headers={"Cache-Control": "no-cache"})
 
     @router.get("/api/outline", summary="AOI outline (GeoJSON geometry, EPSG:4326)")
     def aoi_outline(aoi: Aoi) -> JSONResponse:
@@ -179,14 +231,18 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
              v: Annotated[str | None, Query(max_length=40, description="results version (cache key)")] = None
              ) -> Response:
         """Features ``pid``, ``crop``, ``s2_obs``, ``s2_clear``, ``last_clear`` (day of the
-        year), ``quarantined`` of the parcels in the tile; see docs/analyst-api.md."""
+        year), ``quarantined`` of the parcels in the tile; see docs/analyst-api.md. The first
+        tile of a year whose summary is missing or stale starts its refresh in the background;
+        meanwhile tiles use the previous summary, or compute the attributes live."""
         cfg = aoi_cfg(aoi)
         if x >= 2 ** z or y >= 2 ** z:
             raise analyst.BadRequest(f"x, y: tile {z}/{x}/{y} is outside the zoom-{z} pyramid")
         meta = info(cfg)
         if z < meta["min_zoom"]:
             raise analyst.BadRequest(f"z: parcels of AOI {cfg.name} are drawn from zoom {meta['min_zoom']} on")
-        ver = meta["version"]
+        ensure_summary(cfg, year, meta)
+        live = year not in meta["summaries"]
+        ver = tile_version(meta, year)
         etag = f'"{ver}-{year}-{z}-{x}-{y}"'
         headers = {"ETag": etag, "Cache-Control": "private, max-age=86400, immutable" if v == ver
                    else "private, no-cache"}
@@ -199,7 +255,7 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
             if meta["bounds"] is None:
                 data = b""
             else:
-                data = read(cfg, viewer.parcel_tile, z, x, y, year, meta["srid"], meta["bounds"])
+                data = read(cfg, viewer.parcel_tile, z, x, y, year, meta["srid"], meta["bounds"], live=live)
             cache.put(key, data)
         return Response(data, media_type="application/vnd.mapbox-vector-tile", headers=headers)
 

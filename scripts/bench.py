@@ -15,11 +15,13 @@ against the decode time of their bands, full-size S1 CARD-BS scenes against the 
 of their bands, parcel time-series queries on a 9M-row sigs table (SQL and the analyst
 API's query), zonal_stats against exactextract and (on a subset, extrapolated and labelled
 so) rasterstats, a 1M-parcel AOI (index build, stored size, builder and worker peak RSS),
-and a PROJECTED Danish year on an 8-vCPU box from the per-scene costs (the model is
-printed with it). Targets are in the JSON lines; the benchmark never fails on a missed one.
+the parcel viewer's vector tiles at zoom 12-14 (scripts/bench_viewer.py: the AOI as it stands,
+then with a SYNTHETIC year of 73 S2 dates), and a PROJECTED Danish year on an 8-vCPU box from
+the per-scene costs (the model is printed with it). Targets are in the JSON lines; the
+benchmark never fails on a missed one.
 
     python scripts/bench.py [--parcels 200000] [--regen] [--skip-peers] [--simple-parcels]
-                            [--skip-million] [--skip-s1]
+                            [--skip-million] [--skip-s1] [--skip-viewer]
 """
 
 from __future__ import annotations
@@ -178,6 +180,7 @@ def main() -> int:
     ap.add_argument("--simple-parcels", action="store_true", help="quadrilaterals instead of LPIS-like parcels")
     ap.add_argument("--skip-million", action="store_true", help="skip the 1M-parcel AOI")
     ap.add_argument("--skip-s1", action="store_true", help="skip the full-size Sentinel-1 scenes")
+    ap.add_argument("--skip-viewer", action="store_true", help="skip the parcel viewer's tiles")
     args = ap.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
     import numba
@@ -262,7 +265,8 @@ def main() -> int:
     emit("stats_8_per_float32_band", round(t_f, 3), "s", note="selection path (S1 linear backscatter)")
     del f32
 
-    costs = db_benchmarks(t_jp2, t_scl, t_b20, st, idx10, geoms, skip_s1=args.skip_s1)
+    costs = db_benchmarks(t_jp2, t_scl, t_b20, st, idx10, geoms, skip_s1=args.skip_s1,
+                          skip_viewer=args.skip_viewer)
     del b04, scl
     if not args.skip_peers:
         peers(geoms)
@@ -289,7 +293,7 @@ def main() -> int:
 
 
 def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx10, geoms: np.ndarray, *,
-                  skip_s1: bool = False) -> dict[str, float]:
+                  skip_s1: bool = False, skip_viewer: bool = False) -> dict[str, float]:
     """PostGIS parts; returns the measured per-scene costs the Danish projection needs."""
     import psycopg
     from bench_scale import cpu_seconds, s1_scenes
@@ -467,6 +471,11 @@ def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx1
             costs["s1_scene_core_s"] = round(steady["seconds"] * (cpu_seconds() - c0) /
                                              max(sum(x["seconds"] for x in s1), 1e-9), 2)
             costs["s1_rows_per_scene"] = steady["rows"] or 0
+        if not skip_viewer:
+            # the parcel viewer's vector tiles on this AOI, then with a SYNTHETIC year of S2 dates
+            from bench_viewer import viewer_section
+
+            viewer_section(url, cfg, emit, pids, st, fp_wkt)
     finally:
         pg.stop()
     return costs

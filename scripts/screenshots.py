@@ -261,6 +261,38 @@ def take(stack: stack_mod.Stack, dag_id: str, out: Path) -> list[Path]:
     return saved
 
 
+def viewer_shots(b: Browser, base: str, aoi: str, pid: int, out: Path, *, chips: int = 3) -> list[Path]:
+    """The parcel viewer at ``base`` (the API root: ``<ui>/cbm`` or a standalone API): the
+    parcel ``pid`` with its NDVI/S1 chart and the chips of up to ``chips`` cloud-free dates
+    (``viewer-parcel.png``), then coloured by cloud-free dates with the B08 band's p25-p75
+    (``viewer-band.png``)."""
+    saved = []
+    b.goto(f"{base}/viewer/?aoi={aoi}&pid={pid}")
+    b.wait_for(f"window.cbmViewer && cbmViewer.ready && cbmViewer.state.pid === {pid} && cbmViewer.chart && "
+               "cbmViewer.chart.data.datasets.length > 0 && cbmViewer.map.areTilesLoaded()", 120)
+    if chips:
+        pts = b.eval("""(() => { const c = cbmViewer.chart, m = c.getDatasetMeta(0);
+            const r = c.canvas.getBoundingClientRect(), n = m.data.length;
+            return [0.3, 0.55, 0.8].map(f => m.data[Math.floor(f * (n - 1))]).filter(Boolean)
+                .map(e => [r.left + e.x, r.top + e.y]); })()""") or []
+        for x, y in pts[:chips]:
+            b.click_at(x, y)
+            b.pump(0.5)
+        try:
+            b.wait_for("[...document.querySelectorAll('#chips img')].length > 0 && "
+                       "[...document.querySelectorAll('#chips img')].every(i => i.complete)", 60)
+        except TimeoutError:
+            print("no image chips shown (the API has no chip routes, or no chip for these dates)")
+    b.pump(1.5)
+    saved.append(b.screenshot(out / "viewer-parcel.png"))
+    b.eval("(() => { const a = document.getElementById('attr'); a.value = 's2_clear';"
+           " a.dispatchEvent(new Event('change')); const s = document.getElementById('series');"
+           " s.value = 's2:B08'; s.dispatchEvent(new Event('change')); })()")
+    b.pump(2.0)
+    saved.append(b.screenshot(out / "viewer-band.png"))
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--state-dir", type=Path, default=stack_mod.DEFAULT_STATE)

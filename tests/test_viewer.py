@@ -120,18 +120,24 @@ def ring_area(ring) -> float:
 
 
 # ----------------------------------------------------------------- tiles against the database
-def test_tiles_hold_every_parcel_with_its_attributes(sample, db_url):
+@pytest.mark.parametrize("live", [True, False], ids=["live", "summary"])
+def test_tiles_hold_every_parcel_with_its_attributes(sample, db_url, live):
+    """Live attributes and those of the year's summary both equal the parcel_observations view's."""
     cfg = sample
     want = expected_attributes(db_url, cfg)
     assert any(v["s2_obs"] for v in want.values()) and any(v["s2_clear"] for v in want.values())
+    if not live:
+        done = viewer.refresh_summary(db_url, cfg, YEAR)
+        assert done["year"] == YEAR and done["parcels"] == sum(1 for v in want.values() if v["s2_obs"])
     with transaction(db_url) as conn:
         info = viewer.aoi_info(conn, cfg)
+        assert (YEAR in info["summaries"]) is not live or not info["summaries"]
         seen: dict[int, dict] = {}
         for z in (14, 16):
             tiles = viewer.tiles_covering(info["bounds"], z)
             assert len(tiles) >= (1 if z == 14 else 2)
             for x, y in tiles:
-                feats = decode(viewer.parcel_tile(conn, cfg, z, x, y, YEAR))
+                feats = decode(viewer.parcel_tile(conn, cfg, z, x, y, YEAR, live=live))
                 pids = {f["properties"]["pid"] for f in feats}
                 # the tile holds the parcels intersecting it (and its 64/4096 buffer), no others
                 assert tile_pids(db_url, cfg, z, x, y, 0.0) - tile_pids(db_url, cfg, z, x, y, -0.002) <= pids or \
@@ -171,14 +177,15 @@ def test_tile_geometry_is_the_parcel(sample, db_url):
 
 def test_tiles_through_the_app_are_cached_and_invalidated(client, sample, db_url, monkeypatch):
     cfg = sample
-    info = client.get("/viewer/api/aoi", params={"aoi": cfg.name}, headers=AUTH).json()
+    info = wait_refreshed(client, cfg)
+    v = info["tile_versions"][str(YEAR)]
     z = 16
     x, y = viewer.tiles_covering(info["bounds"], z)[0]
     path = f"/viewer/tiles/{YEAR}/{z}/{x}/{y}.pbf"
-    r1 = client.get(path, params={"aoi": cfg.name, "v": info["version"]}, headers=AUTH)
+    r1 = client.get(path, params={"aoi": cfg.name, "v": v}, headers=AUTH)
     assert r1.status_code == 200 and r1.headers["content-type"] == "application/vnd.mapbox-vector-tile"
     assert r1.headers["cache-control"] == "private, max-age=86400, immutable"
-    r2 = client.get(path, params={"aoi": cfg.name, "v": info["version"]}, headers=AUTH)
+    r2 = client.get(path, params={"aoi": cfg.name, "v": v}, headers=AUTH)
     assert r2.headers["x-cbm-cache"] == "hit" and r2.content == r1.content
     assert client.get(path, params={"aoi": cfg.name}, headers={**AUTH, "If-None-Match": r1.headers["etag"]}
                       ).status_code == 304
@@ -188,6 +195,7 @@ def test_tiles_through_the_app_are_cached_and_invalidated(client, sample, db_url
     assert feats and all(f["properties"]["quarantined"] == 0 for f in feats)
     # a scene of the year is quarantined: a new results version, new tiles with it
     monkeypatch.setattr(cbm_viewer, "VERSION_TTL_S", 0.0)
+    wait_refreshed(client, cfg)
     with psycopg.connect(db_url, autocommit=True) as c:
         obsid, stage, status = c.execute(
             f"""SELECT st.obsid, st.stage, st.status FROM "{cfg.schema}".scene_stages st
@@ -199,7 +207,7 @@ def test_tiles_through_the_app_are_cached_and_invalidated(client, sample, db_url
     try:
         new = client.get("/viewer/api/aoi", params={"aoi": cfg.name}, headers=AUTH).json()
         assert new["version"] != info["version"]
-        r3 = client.get(path, params={"aoi": cfg.name, "v": new["version"]}, headers=AUTH)
+        r3 = client.get(path, params={"aoi": cfg.name, "v": new["tile_versions"][str(YEAR)]}, headers=AUTH)
         assert r3.headers["x-cbm-cache"] == "miss" and r3.headers["etag"] != r1.headers["etag"]
         want = expected_attributes(db_url, cfg)
         got = {f["properties"]["pid"]: f["properties"]["quarantined"] for f in decode(r3.content)}
@@ -210,6 +218,102 @@ def test_tiles_through_the_app_are_cached_and_invalidated(client, sample, db_url
                       "WHERE obsid = %s AND stage = %s", (status, obsid, stage))
     stats = client.get("/viewer/api/cache", headers=AUTH).json()
     assert stats["hits"] >= 1 and stats["tiles"] >= 2
+
+
+def wait_refreshed(client, cfg, timeout: float = 60) -> dict:
+    """The AOI's info once no summary refresh is running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = client.get("/viewer/api/aoi", params={"aoi": cfg.name}, headers=AUTH).json()
+        if not info["refreshing"]:
+            return info
+        assert time.monotonic() < deadline, info
+        time.sleep(0.2)
+
+
+def test_summary_is_refreshed_in_the_background_when_results_change(client, sample, db_url, monkeypatch):
+    """A tile of a year whose summary is stale starts its refresh; meanwhile tiles keep the old
+    summary, afterwards they carry the new values under a new tile version."""
+    cfg = sample
+    monkeypatch.setattr(cbm_viewer, "VERSION_TTL_S", 0.0)
+    monkeypatch.setattr(cbm_viewer, "SUMMARY_INTERVAL_S", 0.0)
+    viewer.refresh_summary(db_url, cfg, YEAR)
+    info = wait_refreshed(client, cfg)
+    assert info["summaries"][str(YEAR)]["version"] == info["version"]
+    z = 16
+    x, y = viewer.tiles_covering(info["bounds"], z)[0]
+    path = f"/viewer/tiles/{YEAR}/{z}/{x}/{y}.pbf"
+    before = {f["properties"]["pid"]: f["properties"] for f in decode(
+        client.get(path, params={"aoi": cfg.name}, headers=AUTH).content)}
+    # one S2 scene's histograms of the tile's parcels become cloudy (SYNTHETIC change of real rows)
+    with psycopg.connect(db_url, autocommit=True) as c:
+        obsid = c.execute(f"""SELECT h.obsid FROM "{cfg.schema}".hists h WHERE h.pid = ANY(%s)
+                              AND NOT EXISTS (SELECT 1 FROM json_object_keys(h.hist) k
+                                              WHERE k IN ('3', '8', '9', '10', '11'))
+                              ORDER BY h.obsid LIMIT 1""", (list(before),)).fetchone()[0]
+        saved = c.execute(f'SELECT pid, hist::text FROM "{cfg.schema}".hists WHERE obsid = %s', (obsid,)).fetchall()
+        c.execute(f"""UPDATE "{cfg.schema}".hists SET hist = '{{"9": 30}}' WHERE obsid = %s""", (obsid,))
+        c.execute(f'UPDATE "{cfg.schema}".scene_stages SET updated_at = now() WHERE obsid = %s', (obsid,))
+    try:
+        client.get(path, params={"aoi": cfg.name}, headers=AUTH)          # starts the refresh
+        info2 = wait_refreshed(client, cfg)
+        assert info2["version"] != info["version"] and info2["summaries"][str(YEAR)]["version"] == info2["version"]
+        assert info2["tile_versions"][str(YEAR)] != info["tile_versions"][str(YEAR)]
+        after = {f["properties"]["pid"]: f["properties"] for f in decode(
+            client.get(path, params={"aoi": cfg.name, "v": info2["tile_versions"][str(YEAR)]}, headers=AUTH).content)}
+        want = expected_attributes(db_url, cfg)
+        assert {p: (a["s2_obs"], a["s2_clear"]) for p, a in after.items()} == \
+            {p: (want[p]["s2_obs"], want[p]["s2_clear"]) for p in after}
+        assert sum(a["s2_clear"] for a in after.values()) < sum(b["s2_clear"] for b in before.values())
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as c:
+            with c.cursor() as cur:
+                cur.executemany(f'UPDATE "{cfg.schema}".hists SET hist = %s::json WHERE obsid = %s AND pid = %s',
+                                [(h, obsid, p) for p, h in saved])
+            c.execute(f'UPDATE "{cfg.schema}".scene_stages SET updated_at = now() WHERE obsid = %s', (obsid,))
+        viewer.refresh_summary(db_url, cfg, YEAR)
+
+
+def test_a_read_only_role_gets_live_tiles(sample, db_url):
+    """Without the right to create the summary tables the refresh fails with the database's
+    error, and tiles compute the attributes live: the same values."""
+    cfg = sample
+    role = "viewer_ro_" + uuid.uuid4().hex[:6]
+    schema = "t_viewer_ro_" + uuid.uuid4().hex[:6]
+    ro_cfg = cfg.model_copy(update={"schema_": schema})
+    with psycopg.connect(db_url, autocommit=True) as c:     # a copy of the AOI's schema without summary tables
+        c.execute(f'CREATE SCHEMA "{schema}"')
+        for t in ("parcels", "dias_catalogue", "scene_stages", "aois"):
+            c.execute(f'CREATE TABLE "{schema}".{t} AS SELECT * FROM "{cfg.schema}".{t}')
+        for t in ("sigs", "hists"):
+            c.execute(f'CREATE TABLE "{schema}".{t} (LIKE "{cfg.schema}".{t} INCLUDING ALL)')
+            c.execute(f'INSERT INTO "{schema}".{t} SELECT * FROM "{cfg.schema}".{t}')
+        c.execute(f"""SELECT Populate_Geometry_Columns('"{schema}".parcels'::regclass)""")
+        from cbm_ops.db import q
+
+        c.execute(q("schema_views", schema=schema))
+        c.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'ro'")
+        c.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+        c.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO {role}')
+    ro_url = psycopg.conninfo.make_conninfo(db_url, user=role, password="ro")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            viewer.refresh_summary(ro_url, ro_cfg, YEAR)
+        with transaction(ro_url) as conn:
+            info = viewer.aoi_info(conn, ro_cfg)
+            assert info["summaries"] == {}
+            feats = [f for x, y in viewer.tiles_covering(info["bounds"], 14)
+                     for f in decode(viewer.parcel_tile(conn, ro_cfg, 14, x, y, YEAR, live=True))]
+        want = expected_attributes(db_url, cfg)
+        assert {f["properties"]["pid"]: f["properties"]["s2_clear"] for f in feats} == \
+            {p: v["s2_clear"] for p, v in want.items()}
+    finally:
+        from cbm_ops.db import close_pools
+
+        close_pools()
+        with psycopg.connect(db_url, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            c.execute(f"DROP ROLE {role}")
 
 
 def test_aoi_info_and_bad_input(client, sample, db_url):

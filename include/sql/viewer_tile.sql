@@ -8,12 +8,12 @@
 --                of the canonical observation)
 --   last_clear   day of the year (1-366) of the last cloud-free canonical observation, NULL if none
 --   quarantined  scenes of the year (any card) with a Quarantined stage whose footprint touches it
--- One statement per tile: the parcels of the tile (GiST), the year's S2 scenes whose footprint
--- touches the tile (GiST), then per scene one index scan of sigs and hists over the tile's pids
--- (primary keys (obsid, pid, ...); no pid index needed). A datatake belongs to the year of its
--- first sensing time among the scenes found (as the parcel API's year filter).
+-- s2_obs, s2_clear and last_clear come from the AOI-year's summary (viewer_parcel_summary, see
+-- viewer_summary_refresh.sql; one primary-key probe per parcel); quarantined is computed here
+-- (few scenes). The parcels of the tile by the GiST index; geometry in web mercator, clipped to
+-- the tile with the 64/4096 buffer.
 -- Parameters: z, x, y, srid (of the parcel table), west, south, east, north (the parcel extent in
--- EPSG:4326, widened a little), start, end (the year), has_crop.
+-- EPSG:4326, widened a little), year, start, end (the year), has_crop.
 WITH t AS (
     SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env,
            ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => 0.015625) AS wide     -- the 64/4096 MVT buffer
@@ -35,51 +35,6 @@ tp AS MATERIALIZED (
     FROM {schema}.{parcels} p, b
     WHERE p.wkb_geometry && b.native
 ),
-pa AS MATERIALIZED (
-    SELECT coalesce(array_agg(tp.pid ORDER BY tp.pid), '{{}}') AS pids FROM tp
-),
-sc AS MATERIALIZED (
-    SELECT k.obsid, k.datatake, k.obstime, k.reference, k.processing_baseline
-    FROM {schema}.scene_datatakes k
-    JOIN {schema}.dias_catalogue d ON d.id = k.obsid, b
-    WHERE d.card = 's2'
-      AND d.obstime >= %(start)s::timestamp - interval '1 day' AND d.obstime < %(end)s::timestamp + interval '1 day'
-      AND (d.footprint IS NULL OR d.footprint && b.wgs84)
-      AND EXISTS (SELECT 1 FROM tp)
-),
-dt AS (
-    SELECT sc.datatake, min(sc.obstime) AS sensed FROM sc GROUP BY sc.datatake
-),
-raw AS (
-    SELECT o.pid, sc.datatake, sc.obstime, sc.reference, sc.processing_baseline,
-           max(o.n) AS max_count, max(o.scl_pixels) AS scl_pixels, bool_and(o.clear) AS cloudfree
-    FROM sc, pa
-    CROSS JOIN LATERAL (
-        SELECT s.pid, max(s.count) AS n, NULL::integer AS scl_pixels, NULL::boolean AS clear
-        FROM {schema}.sigs s
-        WHERE s.obsid = sc.obsid AND s.pid = ANY (pa.pids)
-        GROUP BY s.pid
-        UNION ALL
-        SELECT h.pid, NULL, (SELECT sum(e.value::bigint) FROM json_each_text(h.hist) AS e)::integer,
-               NOT EXISTS (SELECT 1 FROM json_object_keys(h.hist) AS k WHERE k IN ('3', '8', '9', '10', '11'))
-        FROM {schema}.hists h
-        WHERE h.obsid = sc.obsid AND h.pid = ANY (pa.pids)
-    ) o
-    GROUP BY o.pid, sc.obsid, sc.datatake, sc.obstime, sc.reference, sc.processing_baseline
-),
-canon AS (
-    SELECT DISTINCT ON (r.pid, r.datatake) r.pid, r.datatake, r.obstime, r.cloudfree
-    FROM raw r
-    ORDER BY r.pid, r.datatake, r.scl_pixels DESC NULLS LAST, r.max_count DESC NULLS LAST,
-             r.processing_baseline DESC NULLS LAST, r.reference
-),
-per AS (
-    SELECT c.pid, count(*) AS s2_obs, count(*) FILTER (WHERE c.cloudfree) AS s2_clear,
-           max(c.obstime) FILTER (WHERE c.cloudfree) AS last_clear
-    FROM canon c JOIN dt ON dt.datatake = c.datatake
-    WHERE dt.sensed >= %(start)s::timestamp AND dt.sensed < %(end)s::timestamp
-    GROUP BY c.pid
-),
 qs AS MATERIALIZED (
     SELECT d.id, ST_Transform(d.footprint, %(srid)s) AS fp
     FROM {schema}.dias_catalogue d, b
@@ -96,6 +51,6 @@ mvt AS (
            ST_AsMVTGeom(ST_Transform(tp.geom, 3857), b.env, 4096, 64, true) AS geom
     FROM tp
     CROSS JOIN b
-    LEFT JOIN per ON per.pid = tp.pid
+    LEFT JOIN {schema}.viewer_parcel_summary per ON per.year = %(year)s AND per.pid = tp.pid
 )
 SELECT ST_AsMVT(mvt, 'parcels', 4096, 'geom') FROM mvt WHERE mvt.geom IS NOT NULL

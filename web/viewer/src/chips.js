@@ -37,29 +37,33 @@ export async function addChipCard(container, { aoi, parcel, obs }) {
       imgs.appendChild(fig);
     }
   } catch (e) {
-    imgs.innerHTML = `<span class="err">${esc(e.message)}</span>`;
+    const why = e.status === 404 && /not found/i.test(e.message)
+      ? "no chips: this API has no chip route (chipsByLocation)" : e.message;
+    imgs.innerHTML = `<span class="err">${esc(why)}</span>`;
   }
   return card;
 }
 
-// The chips of an observation: PNG URLs of the API's chip route, one per composite
+// The chips of an observation: the PNG composites of its datatake from the JRC route
+// chipsByLocation (format=json: {"dates": ["YYYYMMDDTHHMMSS", ...], "chips": [<path under the API
+// root>, ...]}, 1280 m square around the parcel centroid, lut 5_95 stretch). Sentinel-1 dates have
+// no PNG chips (the S1 chip routes give GeoTIFFs).
+export const COMPOSITES = [{ caption: "B08 B04 B03 (NIR)", bands: "B08_B04_B03" },
+  { caption: "B04 B03 B02 (true colour)", bands: "B04_B03_B02" }];
+
 export async function chipsOf(aoi, parcel, obs) {
+  if (obs.card !== "s2") throw new Error("Sentinel-1 dates have no image chips here (PNG chips are Sentinel-2)");
   const day = obs.obstime.slice(0, 10);
-  const next = new Date(Date.UTC(+day.slice(0, 4), +day.slice(5, 7) - 1, +day.slice(8, 10) + 1)).toISOString().slice(0, 10);
-  const composites = obs.card === "s2"
-    ? [{ caption: "B08 B04 B03", band: "B08_B04_B03" }, { caption: "B04 B03 B02", band: "B04_B03_B02" }]
-    : [{ caption: "VV", band: "VV" }];
+  const key = (obs.datatake || "").split(":").pop();
   const out = [];
-  for (const c of composites) {
-    const params = { aoi, lon: parcel.clon, lat: parcel.clat, start_date: day, end_date: next, band: c.band,
-      chipsize: 1280, format: "json" };
+  for (const c of COMPOSITES) {
+    const params = { aoi, lon: parcel.clon, lat: parcel.clat, start_date: day, end_date: day, bands: c.bands,
+      band: c.bands, lut: "5_95", format: "json" };
     const list = await getJSON("/query/chipsByLocation", params);
-    for (const chip of list.chips || []) {
-      if (chip.obsid === undefined || chip.obsid === obs.obsid || list.chips.length === 1) {
-        out.push({ caption: c.caption, src: chip.href ? url(chip.href) : `data:image/png;base64,${chip.png}` });
-        break;
-      }
-    }
+    const dates = list.dates || [];
+    let i = dates.indexOf(key);
+    if (i < 0 && dates.length === 1) i = 0;
+    if (i >= 0 && list.chips && list.chips[i]) out.push({ caption: c.caption, src: url(list.chips[i]) });
   }
   return out;
 }

@@ -17,7 +17,7 @@ function ramp(attr, max, colours) {
 }
 
 // MapLibre fill-color expression and HTML legend of an attribute
-export function scale(attr, info, year) {
+export function scale(attr, info, year, seenMax = null) {
   const label = info.attributes[attr]?.label || attr;
   const s2 = info.years?.[year]?.s2?.scenes || 0;
   if (attr === "crop") {
@@ -43,11 +43,12 @@ export function scale(attr, info, year) {
       + swatch("#d9e6ee", "none") + swatch(REDS[1], "1") + swatch(REDS[2], "2-3") + swatch(REDS[3], "4-7")
       + swatch(REDS[4], "8 or more") };
   }
-  // counts of Sentinel-2 dates: 0 .. the year's S2 scenes
-  const max = Math.max(1, attr === "s2_clear" ? Math.ceil(s2 / 2) : s2);
+  // counts of Sentinel-2 dates: 0 .. the largest count of the parcels loaded (else the year's S2 scenes)
+  const max = Math.max(1, seenMax ?? s2);
   const expr = ["case", ["==", ["get", attr], 0], "#f3f3f3", ramp(attr, max, VIRIDIS)];
-  return { expr, legend: title(`${label}, ${year}`) + gradient(VIRIDIS, "0", `${max}${attr === "s2_clear" ? "+" : ""}`)
-    + swatch("#f3f3f3", "none") };
+  return { expr, legend: title(`${label}, ${year}`) + gradient(VIRIDIS, "1", `${max}`)
+    + swatch("#f3f3f3", "none")
+    + `<div class="small muted">scale: up to the largest value of the parcels loaded</div>` };
 }
 
 function esc(s) {

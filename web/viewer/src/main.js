@@ -36,8 +36,12 @@ function syncUrl() {
 }
 
 // ------------------------------------------------------------------ map
+function tileVersion(info = state.info) {
+  return (info.tile_versions && info.tile_versions[state.year]) || info.version;
+}
+
 function tileUrl() {
-  const v = state.info.version;
+  const v = tileVersion();
   return url(`/viewer/tiles/${state.year}/{z}/{x}/{y}.pbf`, { aoi: state.aoi, v }).replace("%7Bz%7D", "{z}")
     .replace("%7Bx%7D", "{x}").replace("%7By%7D", "{y}");
 }
@@ -70,12 +74,39 @@ function addParcelLayers() {
     filter: ["==", ["get", "pid"], -1], paint: { "line-color": "#e6007e", "line-width": 3.5 } });
 }
 
+// the largest value of a count attribute among the parcels loaded (the colour ramp's top)
+function seenMax(attr) {
+  if (attr !== "s2_obs" && attr !== "s2_clear") return null;
+  if (!app.map.getSource("parcels")) return null;
+  let max = null;
+  for (const f of app.map.querySourceFeatures("parcels", { sourceLayer: "parcels" })) {
+    const v = f.properties[attr];
+    if (typeof v === "number" && (max === null || v > max)) max = v;
+  }
+  return max;
+}
+
 function recolour() {
-  const { expr, legend } = scale(state.attr, state.info, state.year);
+  state.scaleMax = seenMax(state.attr);
+  const { expr, legend } = scale(state.attr, state.info, state.year, state.scaleMax);
   if (app.map.getLayer("parcels-fill")) app.map.setPaintProperty("parcels-fill", "fill-color", expr);
-  $("legend").innerHTML = legend + `<div class="keys"><div class="row"><span class="line" style="border-color:#e6007e">`
+  $("legend").innerHTML = legend + summaryNote() + `<div class="keys"><div class="row"><span class="line" style="border-color:#e6007e">`
     + `</span>selected parcel</div><div class="row"><span class="line" style="border-color:#ff8c00;border-top-style:dashed">`
     + `</span>peers: same crop within 1 km</div></div>`;
+}
+
+// whether the colours come from a current summary of the year (cbm_ops.viewer.refresh_summary)
+function summaryNote() {
+  const info = state.info;
+  if (state.attr === "crop" || state.attr === "quarantined") return "";
+  const st = info.summaries && info.summaries[state.year];
+  const busy = (info.refreshing || []).includes(state.year);
+  const err = info.summary_errors && info.summary_errors[state.year];
+  let text = "";
+  if (!st) text = busy ? "computed live; the year's summary is being prepared" : "computed live";
+  else if (st.version !== info.version) text = `as of ${st.refreshed_at.slice(0, 16).replace("T", " ")} UTC${busy ? ", refreshing" : ""}`;
+  if (err) text += ` (summary: ${err})`;
+  return text ? `<div class="small muted">${esc(text)}</div>` : "";
 }
 
 function highlight() {
@@ -233,6 +264,8 @@ async function main() {
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
   await new Promise((resolve) => map.on("load", resolve));
   map.on("zoomend", hint);
+  // new tiles may hold larger counts: rescale once the map is idle
+  map.on("idle", () => { if (state.info && seenMax(state.attr) !== state.scaleMax) recolour(); });
   map.on("data", (e) => { if (e.sourceId === "parcels" && e.tile) app.tilesLoaded++; });
   map.on("error", (e) => status(`map: ${e.error?.message || e.error || "error"}`, true));
   map.on("click", "parcels-fill", (e) => { if (e.features.length) selectParcel(e.features[0].properties.pid); });
@@ -264,19 +297,23 @@ async function main() {
   $("series").onchange = () => { state.series = $("series").value; if (app.chart) show(app.chart, state.series, state.obs, state.year); };
   $("search").onsubmit = (e) => { e.preventDefault(); if ($("pid").value !== "") selectParcel($("pid").value, { fly: true }); };
   $("chipsclear").onclick = () => { $("chips").innerHTML = ""; };
-  // a new results version (scenes extracted, requeued, parcels re-imported): new tile URLs
+  // a new results version (scenes extracted, requeued, parcels re-imported) or a refreshed summary:
+// new tile URLs
   setInterval(async () => {
     if (!state.aoi) return;
     try {
       const info = await getJSON("/viewer/api/aoi", { aoi: state.aoi });
-      if (info.version !== state.info.version) {
-        state.info = info;
+      const changed = tileVersion(info) !== tileVersion();
+      const note = JSON.stringify([info.refreshing, info.summary_errors]) !== JSON.stringify([state.info.refreshing,
+        state.info.summary_errors]);
+      state.info = info;
+      if (changed) {
         app.map.getSource("parcels").setTiles([tileUrl()]);
-        recolour();
-        status(`results changed: ${info.version}`);
+        status(`results changed: ${tileVersion()}`);
       }
+      if (changed || note) recolour();
     } catch (_) { /* keep the current tiles */ }
-  }, 60000);
+  }, 15000);
 
   const aois = await getJSON("/viewer/api/aois");
   if (!aois.length) { status("no AOI configured", true); return; }
