@@ -254,8 +254,9 @@ def refresh_summary(url: str, cfg: AoiConfig, year: int) -> dict[str, Any] | Non
     t0 = time.perf_counter()
     with transaction(url) as conn:
         version = results_version(conn, cfg)          # before reading: a change during the pass is seen later
-        if not conn.execute(q("viewer_summary_lock"), {"key": f"cbm-viewer-summary:{cfg.schema}:{year}"}
-                            ).fetchone()[0]:
+        locked = conn.execute(q("viewer_summary_lock"), {"key": f"cbm-viewer-summary:{cfg.schema}:{year}"}
+                              ).fetchone()
+        if not (locked and locked[0]):
             return None
         conn.execute(q("viewer_summary_session"), {"timeout": SUMMARY_TIMEOUT, "work_mem": SUMMARY_WORK_MEM})
         conn.execute(q("viewer_summary_tables", schema=cfg.schema))

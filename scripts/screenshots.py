@@ -283,6 +283,12 @@ def viewer_shots(b: Browser, base: str, aoi: str, pid: int, out: Path, *, chips:
                        "[...document.querySelectorAll('#chips img')].every(i => i.complete)", 60)
         except TimeoutError:
             print("no image chips shown (the API has no chip routes, or no chip for these dates)")
+            b.eval("document.querySelectorAll('#chips .chip').forEach(c => "
+                   "{ if (c.querySelector('.err')) c.remove(); })")
+        if pts:                                   # the lineage of the middle date under the chart
+            b.call("Input.dispatchMouseEvent", type="mouseMoved", x=pts[len(pts) // 2][0], y=pts[len(pts) // 2][1])
+            b.pump(0.5)
+    b.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)      # no tooltip over the chart
     b.pump(1.5)
     saved.append(b.screenshot(out / "viewer-parcel.png"))
     b.eval("(() => { const a = document.getElementById('attr'); a.value = 's2_clear';"

@@ -143,7 +143,7 @@ export function makeChart(canvas, { onHover, onClick }) {
               const lines = [];
               if (o.cloudfree === true) lines.push("cloud-free (SCL)");
               else if (o.cloudfree === false) lines.push("cloudy (SCL 3, 8-11 in the parcel)");
-              lines.push(...lineageText(o).slice(1));
+              lines.push(...lineageText(o).slice(1, -1));        // the lineage itself is shown under the chart
               lines.push("click: image chips of this date");
               return lines;
             },
