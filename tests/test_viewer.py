@@ -308,9 +308,9 @@ def test_a_read_only_role_gets_live_tiles(sample, db_url):
         assert {f["properties"]["pid"]: f["properties"]["s2_clear"] for f in feats} == \
             {p: v["s2_clear"] for p, v in want.items()}
     finally:
-        from cbm_ops.db import close_pools
+        from cbm_ops.db import pool
 
-        close_pools()
+        pool(ro_url).close()
         with psycopg.connect(db_url, autocommit=True) as c:
             c.execute(f'DROP SCHEMA "{schema}" CASCADE')
             c.execute(f"DROP ROLE {role}")
