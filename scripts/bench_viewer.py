@@ -101,7 +101,7 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
     assert done is not None
     emit(f"viewer_summary_refresh_{state}", done["seconds"], "s", parcels=done["parcels"], s2_scenes_in_year=s2,
          note="cbm_ops.viewer.refresh_summary: one pass over the year's S2 sigs and hists (canonical rule), "
-              "run in the background by the API when results changed (at most every 5 min)")
+              "run in the background by the API when results changed (at most every 30 min)")
     with transaction(url) as conn:
         srid = viewer.parcel_srid(conn, cfg)
         extent = viewer.parcel_extent(conn, cfg, srid)
