@@ -9,7 +9,7 @@
   stage and status, what operators ran as ``select card, status, count(*) from
   dias_catalogue group by 1, 2``) and the analysts' parcel API ``/cbm/query/...``
   (docs at ``/cbm/docs``) with the parcel viewer (``/cbm/viewer/``: map, time series,
-  chips; ``cbm_viewer.py``), all linked from the UI's Plugins menu.
+  chips; ``cbm_api/viewer.py``), all linked from the UI's Plugins menu.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Parcel viewer tiles at scale (`make bench`, section "viewer"; or standalone).
 
-Times :func:`cbm_ops.viewer.parcel_tile` (one ``ST_AsMVT`` statement with the colour
+Times :func:`cbm_ops.analyst.viewer.parcel_tile` (one ``ST_AsMVT`` statement with the colour
 attributes of a year, what the API runs on a tile-cache miss) on random tiles covering a
 200,000-parcel AOI at the zoom levels where the viewer draws parcels (12-14; the page
 overzooms zoom-14 tiles beyond), from the year's summary (after a timed
-:func:`cbm_ops.viewer.refresh_summary`) and with the attributes computed live, in two states
+:func:`cbm_ops.analyst.viewer.refresh_summary`) and with the attributes computed live, in two states
 of the same AOI:
 
 1. as ``make bench`` leaves it (one full S2 scene with SCL histograms and bands, about a
@@ -42,10 +42,11 @@ def add_s2_year(url: str, cfg, pids: np.ndarray, stats: np.ndarray, fp_wkt: str,
                 seed: int = 7) -> int:
     """Add ``dates`` SYNTHETIC S2 datatakes of ``year`` (SCL histograms and B02 B03 B04 B08 for
     every parcel of ``pids``); returns the rows written."""
-    from cbm_ops import kernels, writer
-    from cbm_ops.catalogue import HarvestReport, SceneRecord, upsert
     from cbm_ops.db import q, transaction
-    from cbm_ops.partitions import ensure_partition
+    from cbm_ops.db.partitions import ensure_partition
+    from cbm_ops.extract import writer
+    from cbm_ops.grid import kernels
+    from cbm_ops.harvest import HarvestReport, SceneRecord, upsert
 
     rng = np.random.default_rng(seed)
     bands = ["B02", "B03", "B04", "B08"]
@@ -87,7 +88,7 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
     import mapbox_vector_tile
     import psycopg
 
-    from cbm_ops import viewer
+    from cbm_ops.analyst import viewer
     from cbm_ops.db import transaction
 
     with psycopg.connect(url, autocommit=True) as c:
@@ -100,7 +101,7 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
     done = viewer.refresh_summary(url, cfg, year)
     assert done is not None
     emit(f"viewer_summary_refresh_{state}", done["seconds"], "s", parcels=done["parcels"], s2_scenes_in_year=s2,
-         note="cbm_ops.viewer.refresh_summary: one pass over the year's S2 sigs and hists (canonical rule), "
+         note="cbm_ops.analyst.viewer.refresh_summary: one pass over the year's S2 sigs and hists (canonical rule), "
               "run in the background by the API when results changed (at most every 30 min)")
     with transaction(url) as conn:
         srid = viewer.parcel_srid(conn, cfg)
@@ -124,10 +125,10 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
         emit(f"viewer_tile_z{z}_{state}", lat["p95_ms"], "ms", f"p95 <= {TARGET_MS:.0f} ms",
              lat["p95_ms"] <= TARGET_MS, p50_ms=lat["p50_ms"], max_ms=lat["max_ms"], tiles=lat["tiles"],
              bytes_median=lat["bytes_median"], parcels_per_tile_median=parcels, s2_scenes_in_year=s2,
-             note="cbm_ops.viewer.parcel_tile as the API runs it on a tile-cache miss (read-only transaction, one "
-                  "ST_AsMVT statement: crop, the year's summary of canonical S2 observations / cloud-free dates / "
-                  f"last cloud-free date, quarantined scenes of {year}); the tiles of random parcels of the "
-                  "200k-parcel AOI, each once")
+             note="cbm_ops.analyst.viewer.parcel_tile as the API runs it on a tile-cache miss (read-only "
+                  "transaction, one ST_AsMVT statement: crop, the year's summary of canonical S2 observations / "
+                  f"cloud-free dates / last cloud-free date, quarantined scenes of {year}); the tiles of random "
+                  "parcels of the 200k-parcel AOI, each once")
         live = viewer.tile_latency(url, cfg, [(z, x, y) for x, y in pick[:n_live]], year, live=True)
         out[f"live_z{z}"] = live
         emit(f"viewer_tile_live_z{z}_{state}", live["p95_ms"], "ms", p50_ms=live["p50_ms"], max_ms=live["max_ms"],
@@ -161,7 +162,7 @@ def main() -> int:
     from synthetic_parcels import TILE_BOUNDS, make_parcels
 
     from cbm_ops.config import AoiConfig
-    from cbm_ops.devdb import TempPostgis
+    from cbm_ops.db.devdb import TempPostgis
     from cbm_ops.parcels import import_parcels
 
     def emit(metric, value, unit, target=None, met=None, **extra):

@@ -87,10 +87,11 @@ class Browser:
 
     def call(self, method: str, **params: Any) -> dict:
         self._id += 1
-        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        mine = self._id                       # event handlers may send commands of their own meanwhile
+        self.ws.send(json.dumps({"id": mine, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv(timeout=60))
-            if msg.get("id") == self._id:
+            if msg.get("id") == mine:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
                 return msg.get("result", {})

@@ -12,12 +12,13 @@ Routes (all GET, documented at ``/docs``, schema at ``/openapi.json``):
 * ``/query/parcelById``, ``parcelByLocation``, ``parcelsByPolygon``, ``parcelTimeSeries``,
   ``parcelPeers`` in the shape of the JRC RESTful API (JSON objects of equal-length column
   lists; ``format=csv`` for CSV), ``parcelPlot`` (PNG), ``observation`` (one scene with
-  the lineage and quality of its stages).
+  the lineage and quality of its stages);
+* ``/viewer/`` the parcel viewer: its page, vector tiles and JSON (:mod:`.viewer`).
 
 The app is assembled from routers (FastAPI's "bigger applications" layout) that share the
 dependencies of :mod:`.deps` (AOI lookup, database, parameter types, error answers):
-:mod:`.status` (``/``, ``/aois``) and :mod:`.queries` (``/query/...``); :mod:`.auth` holds
-the standalone login.
+:mod:`.status` (``/``, ``/aois``), :mod:`.queries` (``/query/...``) and :mod:`.viewer`
+(``/viewer/...``); :mod:`.auth` holds the standalone login.
 
 Bad input answers 400 with ``{"detail": "<parameter>: <what is wrong>"}``, unknown AOIs,
 parcels or scenes 404; every query is a file of ``include/sql`` with bound values, run in
@@ -73,7 +74,7 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
     """
     from fastapi import FastAPI
 
-    from . import deps, queries, status
+    from . import deps, queries, status, viewer
 
     app = FastAPI(
         title="cbm-airflow parcel API",
@@ -93,6 +94,7 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
     _add_exception_handlers(app)
     app.include_router(status.router)
     app.include_router(queries.router)
+    app.include_router(viewer.create_router(app.state.cbm.aois, app.state.cbm.db_url), prefix="/viewer")
     _openapi_without_422(app, deps.AUTH_ERRORS[auth])
     return app
 

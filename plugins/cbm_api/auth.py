@@ -51,6 +51,8 @@ def standalone_auth(tokens: list[str], users: dict[str, str]):
             ok = _eq(login.password, users[login.username])
         if not ok:
             raise HTTPException(status_code=401, detail="authentication required: a bearer token or HTTP basic login",
-                                headers={"WWW-Authenticate": 'Basic realm="cbm", Bearer'})
+                                # Basic alone: browsers (the viewer page) show their login dialog only for
+                                # a challenge they can parse ("Basic realm=..., Bearer" is not one)
+                                headers={"WWW-Authenticate": 'Basic realm="cbm"'})
 
     return check

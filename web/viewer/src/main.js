@@ -95,7 +95,7 @@ function recolour() {
     + `</span>peers: same crop within 1 km</div></div>`;
 }
 
-// whether the colours come from a current summary of the year (cbm_ops.viewer.refresh_summary)
+// whether the colours come from a current summary of the year (cbm_ops.analyst.viewer.refresh_summary)
 function summaryNote() {
   const info = state.info;
   if (state.attr === "crop" || state.attr === "quarantined") return "";

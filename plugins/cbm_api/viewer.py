@@ -1,9 +1,10 @@
 """The parcel viewer: a web page for analysts and the vector tiles it draws.
 
-A FastAPI ``APIRouter`` included by the parcel API (``cbm_api.py``) under ``/viewer``, so it
+A FastAPI ``APIRouter`` included by the parcel API (``create_app``) under ``/viewer``, so it
 runs wherever the API runs, behind the same login: in the Airflow api-server at
 ``/cbm/viewer/`` (also a page of the UI's Plugins menu, ``cbm_plugin.py``) and in the
-standalone app at ``/viewer/``. ``?aoi=NAME&pid=N`` opens a parcel.
+standalone app at ``/viewer/``. ``?aoi=NAME&pid=N`` opens a parcel. Its queries are
+:mod:`cbm_ops.analyst.viewer`.
 
 Routes (all GET):
 
@@ -12,7 +13,7 @@ Routes (all GET):
 * ``/viewer/api/aois``, ``/viewer/api/aoi?aoi=``, ``/viewer/api/outline?aoi=``: the AOIs,
   what the page needs to open one (extent, years, crops, bands, results version), its outline;
 * ``/viewer/tiles/{year}/{z}/{x}/{y}.pbf?aoi=NAME``: Mapbox Vector Tiles of the parcels with
-  their colour attributes (``cbm_ops.viewer``), from an in-process LRU cache keyed by AOI,
+  their colour attributes (``cbm_ops.analyst.viewer``), from an in-process LRU cache keyed by AOI,
   results version, year and tile; ``?v=<version>`` (the page adds it) makes the answer
   cacheable by the browser for a day, since a new version gives new URLs.
 
@@ -49,7 +50,7 @@ def dist_dir() -> Path:
     env = os.environ.get("CBM_VIEWER_DIST")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "web" / "viewer" / "dist"
+    return Path(__file__).resolve().parents[2] / "web" / "viewer" / "dist"
 
 
 def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cache_mb: float | None = None):
@@ -68,8 +69,10 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
     from fastapi import Path as PathParam
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-    from cbm_ops import analyst, viewer
-    from cbm_ops.db import ConfigError, transaction
+    from cbm_ops import analyst
+    from cbm_ops.analyst import viewer
+    from cbm_ops.db import transaction
+    from cbm_ops.errors import BadRequest, ConfigError, NotFound
 
     if cache_mb is None:
         cache_mb = float(os.environ.get("CBM_VIEWER_TILE_CACHE_MB", "64"))
@@ -91,9 +94,9 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         try:
             cfgs = aois()
         except ConfigError as exc:
-            raise analyst.BadRequest(f"AOI configuration: {exc}") from None
+            raise BadRequest(f"AOI configuration: {exc}") from None
         if name not in cfgs:
-            raise analyst.NotFound(f"no AOI {name!r} (configured: {', '.join(sorted(cfgs)) or 'none'})")
+            raise NotFound(f"no AOI {name!r} (configured: {', '.join(sorted(cfgs)) or 'none'})")
         return cfgs[name]
 
     def read(cfg, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -198,12 +201,12 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         try:
             cfgs = aois()
         except ConfigError as exc:
-            raise analyst.BadRequest(f"AOI configuration: {exc}") from None
+            raise BadRequest(f"AOI configuration: {exc}") from None
         return [{"name": c.name, "description": c.description} for c in cfgs.values()]
 
     @router.get("/api/aoi", summary="One AOI for the viewer: extent, years, crops, bands, results version")
     def one_aoi(aoi: Aoi) -> JSONResponse:
-        """See ``cbm_ops.viewer.aoi_info``; ``tiles`` is the tile URL template of the AOI's
+        """See ``cbm_ops.analyst.viewer.aoi_info``; ``tiles`` is the tile URL template of the AOI's
         default year and current version."""
         cfg = aoi_cfg(aoi)
         meta = info(cfg)
@@ -237,10 +240,10 @@ def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cac
         meanwhile tiles use the previous summary, or compute the attributes live."""
         cfg = aoi_cfg(aoi)
         if x >= 2 ** z or y >= 2 ** z:
-            raise analyst.BadRequest(f"x, y: tile {z}/{x}/{y} is outside the zoom-{z} pyramid")
+            raise BadRequest(f"x, y: tile {z}/{x}/{y} is outside the zoom-{z} pyramid")
         meta = info(cfg)
         if z < meta["min_zoom"]:
-            raise analyst.BadRequest(f"z: parcels of AOI {cfg.name} are drawn from zoom {meta['min_zoom']} on")
+            raise BadRequest(f"z: parcels of AOI {cfg.name} are drawn from zoom {meta['min_zoom']} on")
         ensure_summary(cfg, year, meta)
         live = year not in meta["summaries"]
         ver = tile_version(meta, year)

@@ -1,6 +1,6 @@
 """Parcel viewer queries: vector tiles of an AOI's parcels with their colour attributes.
 
-The viewer page (``web/viewer``, served by ``plugins/cbm_viewer.py``) draws the parcels of an
+The viewer page (``web/viewer``, served by ``plugins/cbm_api/viewer.py``) draws the parcels of an
 AOI from Mapbox Vector Tiles made by PostGIS (``ST_AsMVT``), one statement per tile
 (``include/sql/viewer_tile.sql``), and colours them client-side by one of the attributes every
 tile carries (:data:`ATTRIBUTES`), so switching the colour needs no new tiles.
@@ -34,8 +34,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .config import STAGES, AoiConfig
-from .db import q, transaction
+from ..config import STAGES, AoiConfig
+from ..db import q, transaction
 
 # name -> (label, kind); every tile carries all of them (see include/sql/viewer_tile.sql)
 ATTRIBUTES: dict[str, tuple[str, str]] = {
@@ -331,7 +331,7 @@ def tile_latency(url: str, cfg: AoiConfig, tiles: Sequence[tuple[int, int, int]]
         ``tiles``, ``p50_ms``, ``p95_ms``, ``max_ms``, ``bytes_median``, ``features_max``
         (None: counted by the caller if needed).
     """
-    from .analyst import read_only
+    from .queries import read_only
 
     with transaction(url) as conn:
         srid = parcel_srid(conn, cfg)

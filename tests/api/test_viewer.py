@@ -1,4 +1,4 @@
-"""The parcel viewer (plugins/cbm_viewer.py, cbm_ops/viewer.py, web/viewer) on the REAL sample.
+"""The parcel viewer (plugins/cbm_api/viewer.py, cbm_ops/analyst/viewer.py, web/viewer) on the REAL sample.
 
 Vector tiles are decoded with mapbox-vector-tile and checked against the database (parcels,
 geometry, the canonical observations of the parcel_observations view, quarantined scenes);
@@ -26,13 +26,14 @@ import yaml
 from conftest import ROOT
 
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "scripts")]
-import cbm_viewer  # noqa: E402
 from cbm_api import create_app  # noqa: E402
+from cbm_api import viewer as cbm_viewer  # noqa: E402
 
-from cbm_ops import catalogue, viewer  # noqa: E402
+from cbm_ops.analyst import viewer  # noqa: E402
 from cbm_ops.config import load_aoi  # noqa: E402
 from cbm_ops.db import transaction  # noqa: E402
 from cbm_ops.extract import run_queue  # noqa: E402
+from cbm_ops.harvest import harvest  # noqa: E402
 from cbm_ops.parcels import import_parcels  # noqa: E402
 
 AOI = "viewer_sample"
@@ -55,7 +56,7 @@ def sample(db_url, tmp_path_factory):
     (d / f"{AOI}.yaml").write_text(yaml.safe_dump(data))
     cfg = load_aoi(d / f"{AOI}.yaml")
     import_parcels(db_url, cfg)
-    catalogue.harvest(db_url, cfg, *WINDOW)
+    harvest(db_url, cfg, *WINDOW)
     for stage in cfg.stages:
         run_queue(db_url, cfg, stage)
     HOLDER.update(aois={AOI: cfg}, url=db_url)
