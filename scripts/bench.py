@@ -282,7 +282,7 @@ def main() -> int:
              "4 workers + PostGIS fit a 16 GB box (<= 3 GB per worker)", w["peak_rss_gb"] <= 3.0,
              index_load_s=w["load_s"], note="worker: load the stored 1M-parcel index, statistics of one full "
              "10 m band (10980 x 10980 uint16) over it")
-    if costs:
+    if costs and "s1_scene_core_s" in costs:         # the projection needs the S1 scene cost (not --skip-s1)
         from bench_scale import denmark_year
 
         dk = denmark_year(costs)
