@@ -193,7 +193,9 @@ async function selectParcel(pid, { fly = false } = {}) {
     .then((r) => { state.peers = r.pids; })
     .catch((e) => { state.peers = []; state.peerError = e.message; });
   const year = state.year;
-  const ts = (tstype) => getJSON("/query/parcelTimeSeries", { aoi, pid, tstype, year, lineage: true, ref: true })
+  // unscreened: also the S2 dates without an SCL histogram (the JRC shape's default drops them)
+  const ts = (tstype) => getJSON("/query/parcelTimeSeries", { aoi, pid, tstype, year, lineage: true, ref: true,
+    unscreened: tstype === "s2" ? true : undefined })
     .then((c) => observations(rows(c), tstype))
     .catch((e) => { if (e instanceof ApiError && e.status === 400) return []; throw e; });
   const cards = Object.keys(state.info.bands);
