@@ -78,11 +78,13 @@ def test_parcel_viewer_in_the_api_server(stack, api, db, record):
         assert counts["S1 VV (dB)"] == n_s1, counts
         out = Path(__file__).resolve().parent.parent / "stack-test-output"
         b.screenshot(out / "viewer-api-server.png")
-        # the same page inside the Airflow UI (the plugin's page: an iframe of /cbm/viewer/)
+        # the same page inside the Airflow UI (the plugin's page: an iframe of /cbm/viewer/ without
+        # parameters), reopening the parcel this browser showed last
         b.goto(f"{stack.url}/plugin/cbm-viewer")
-        b.wait_for("(() => { const f = document.querySelector('iframe'); return f && f.contentWindow && "
-                   "f.contentWindow.cbmViewer && f.contentWindow.cbmViewer.ready && "
-                   "f.contentWindow.cbmViewer.map.areTilesLoaded(); })()", 120)
+        b.wait_for("(() => { const f = document.querySelector('iframe'); const v = f && f.contentWindow && "
+                   "f.contentWindow.cbmViewer; return v && v.ready && v.map.areTilesLoaded() && "
+                   f"v.state.aoi === '{aoi}' && v.state.pid === {pid} && v.chart && "
+                   "v.chart.data.datasets.length > 0; })()", 120)
         assert "/cbm/viewer/" in b.eval("document.querySelector('iframe').src")
         b.screenshot(out / "viewer-airflow-ui.png")
         record("viewer", {"pid": pid, "chart": counts})

@@ -10,7 +10,11 @@ import { makeChart, observations, seriesOptions, show, describe } from "./timese
 import { addChipCard } from "./chips.js";
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
+// ?aoi=&pid=&year=&attr= open a parcel; without them, what this browser showed last (the UI's
+// Plugins page opens the viewer without parameters)
+const SAVED = "cbm-viewer";
+const params = new URLSearchParams(location.search.includes("aoi=") ? location.search
+  : (() => { try { return localStorage.getItem(SAVED) || ""; } catch (_) { return ""; } })());
 const state = {
   aoi: null, info: null, year: null, attr: params.get("attr") || "crop", pid: null, parcel: null, peers: [],
   obs: {}, series: "ndvi", loading: 0, errors: [],
@@ -33,6 +37,7 @@ function syncUrl() {
   if (state.pid !== null) p.set("pid", state.pid);
   if (state.attr !== "crop") p.set("attr", state.attr);
   history.replaceState(null, "", `${location.pathname}?${p}`);
+  try { localStorage.setItem(SAVED, `?${p}`); } catch (_) { /* private mode: not remembered */ }
 }
 
 // ------------------------------------------------------------------ map
