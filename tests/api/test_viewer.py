@@ -446,15 +446,15 @@ def test_page_map_click_chart_and_search(page, server, sample, db_url, tmp_path)
                   AND 'B08' = ANY(bands)""", (pid,)).fetchone()
         s1 = c.execute(f"""SELECT count(*) FROM "{cfg.schema}".parcel_observations WHERE pid = %s AND card = 'bs'
                            AND 'VVb' = ANY(bands)""", (pid,)).fetchone()[0]
-        peers = {r[0] for r in c.execute(
-            f"""SELECT q.ogc_fid FROM "{cfg.schema}".parcels p JOIN "{cfg.schema}".parcels q
-                ON q.ct_name = p.ct_name AND q.ogc_fid <> p.ogc_fid
-                WHERE p.ogc_fid = %s AND ST_Distance(ST_Transform(p.wkb_geometry, 4326)::geography,
-                                                     ST_Transform(q.wkb_geometry, 4326)::geography) <= 1000""", (pid,))}
+        maize = {r[0] for r in c.execute(f"SELECT ogc_fid FROM \"{cfg.schema}\".parcels WHERE ct_name = 'Maize'")}
+    # the peers the API gives (same crop within 1 km, its rule), highlighted on the map
+    peers = set(requests.get(f"http://127.0.0.1:{server}/query/parcelPeers", auth=(USER, PASSWORD), timeout=30,
+                             params={"aoi": cfg.name, "pid": pid, "distance": 1000, "max": 50}).json()["pids"])
     assert counts["NDVI cloud-free (SCL)"] == clear and counts["NDVI cloudy (SCL 3, 8-11)"] == cloudy
     assert counts["S1 VV (dB)"] == s1 and clear + cloudy > 0 and s1 > 0
     b.wait_for("document.getElementById('chart').getBoundingClientRect().height > 200")
-    assert set(b.eval("cbmViewer.state.peers")) == peers
+    assert set(b.eval("cbmViewer.state.peers")) == peers and peers and peers <= maize - {pid}
+    assert set(b.eval("cbmViewer.map.getFilter('peers-line')[2][1]")) == peers
     assert b.eval("document.getElementById('parcel').innerText").startswith(f"Parcel {pid} · Maize")
     # the band series: mean with its p25-p75 band
     b.eval("(() => { const s = document.getElementById('series'); s.value = 's2:B04'; "
