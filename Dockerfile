@@ -6,6 +6,16 @@
 # `python -m cbm_ops extract ...` in it.
 #
 #   docker build -t cbm-airflow:latest .      (or: docker compose build)
+
+# The parcel viewer's page (web/viewer), bundled from npm packages with esbuild.
+FROM node:20-bookworm-slim AS viewer
+WORKDIR /viewer
+COPY web/viewer/package.json web/viewer/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/viewer/build.mjs ./
+COPY web/viewer/src ./src
+RUN npm run build
+
 FROM apache/airflow:3.3.2-python3.11
 
 USER root
@@ -29,6 +39,11 @@ RUN pip install --no-cache-dir --no-build-isolation "gdal==$(gdal-config --versi
  && python -c "from osgeo import gdal_array; import rasterio, numba"
 
 ENV NUMBA_CACHE_DIR=/opt/airflow/numba-cache
+
+# The viewer's built page, outside the project directory (the compose file mounts a checkout
+# there, which need not hold a build); plugins/cbm_viewer.py serves CBM_VIEWER_DIST.
+COPY --from=viewer --chown=airflow:0 /viewer/dist /opt/airflow/viewer-dist
+ENV CBM_VIEWER_DIST=/opt/airflow/viewer-dist
 
 # The project is installed as a package (the `cbm` command, cbm_ops with its SQL files),
 # editable at /opt/airflow/project: docker-compose.yaml mounts the checkout at the same

@@ -6,10 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help sysdeps venv test test-client test-stack stack stack-stop screenshots demo demo-ui demo-stop bench lint sample clean
+.PHONY: help sysdeps venv viewer test test-client test-stack stack stack-stop screenshots demo demo-ui demo-stop bench lint sample clean
 
 help:
-	@echo "make demo | demo-ui | demo-stop | test | test-client | test-stack | stack | stack-stop | screenshots | bench | lint | sample | clean"
+	@echo "make demo | demo-ui | demo-stop | test | test-client | viewer | test-stack | stack | stack-stop | screenshots | bench | lint | sample | clean"
 
 sysdeps:
 	@bash scripts/install-system-deps.sh
@@ -26,7 +26,19 @@ $(STAMP): requirements.txt pyproject.toml | sysdeps
 
 venv: sysdeps $(STAMP)
 
-test: venv
+# The parcel viewer's page (web/viewer: MapLibre GL JS and Chart.js from npm, bundled with
+# esbuild into web/viewer/dist, which the API serves at /viewer/). Built, not committed.
+VIEWER := web/viewer
+$(VIEWER)/node_modules/.package-lock.json: $(VIEWER)/package.json $(VIEWER)/package-lock.json | sysdeps
+	cd $(VIEWER) && npm ci --no-audit --no-fund
+$(VIEWER)/dist/index.html: $(VIEWER)/node_modules/.package-lock.json $(VIEWER)/build.mjs $(wildcard $(VIEWER)/src/*)
+	cd $(VIEWER) && npm run build
+
+viewer: $(VIEWER)/dist/index.html
+
+# The tests include the viewer's page test in headless chromium (Debian package, installed here).
+test: venv viewer
+	@bash scripts/install-system-deps.sh --chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The JRC's cbm client (0.0.18, unchanged, in its own venv .venv-client) against the standalone
@@ -34,7 +46,7 @@ test: venv
 test-client: venv
 	$(PY) -m pytest tests_client $(PYTEST_ARGS)
 
-demo: venv
+demo: venv viewer
 	$(PY) scripts/demo.py run
 
 demo-ui: venv
@@ -47,18 +59,18 @@ bench: venv
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 # A real Airflow 3 deployment on this host (CeleryExecutor, two workers): scripts/stack.py.
-stack: venv
+stack: venv viewer
 	$(PY) scripts/stack.py start
 
 stack-stop: venv
 	$(PY) scripts/stack.py stop
 
 # The stack tests include a page test with headless chromium (Debian package, installed here).
-test-stack: venv
+test-stack: venv viewer
 	@bash scripts/install-system-deps.sh --chromium
 	$(PY) -m pytest tests_stack $(PYTEST_ARGS)
 
-screenshots: venv
+screenshots: venv viewer
 	@bash scripts/install-system-deps.sh --chromium
 	$(PY) scripts/screenshots.py $(SCREENSHOTS_ARGS)
 
@@ -71,4 +83,4 @@ sample: venv
 	$(PY) scripts/build_sample.py
 
 clean:
-	rm -rf demo-output .pytest_cache
+	rm -rf demo-output .pytest_cache $(VIEWER)/dist

@@ -377,6 +377,35 @@ class DockerConfig(_Strict):
     auto_remove: Literal["never", "success", "force"] = "success"
 
 
+_TILE_TEMPLATE = re.compile(r"^https?://[^\s\"'<>]+$")
+
+
+class ViewerConfig(_Strict):
+    """The parcel viewer (section ``viewer:``, docs/analyst-api.md): a background layer only when
+    configured here (nothing is fetched from outside at run time otherwise), and the zoom from which
+    parcels are drawn."""
+
+    # XYZ raster tile template of a background layer, e.g. an agency's orthophoto service
+    # "https://tiles.example/ortho/{z}/{x}/{y}.png" (or {-y} for TMS rows); none by default
+    background_tiles: str | None = None
+    background_attribution: str = ""
+    background_max_zoom: int = Field(default=19, ge=0, le=24)
+    # parcels are drawn from this zoom level on (a zoom-12 tile is about 6 km wide at 50 deg N,
+    # ~2,000 parcels of 2 ha); AOIs of at most small_aoi_parcels parcels are drawn at every zoom
+    min_zoom: int = Field(default=12, ge=0, le=16)
+    small_aoi_parcels: int = Field(default=5000, ge=0)
+
+    @field_validator("background_tiles")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not _TILE_TEMPLATE.match(v) or not all(k in v for k in ("{z}", "{x}")) \
+                or not ("{y}" in v or "{-y}" in v):
+            raise ValueError(f"{v[:120]!r} is not an http(s) tile template with {{z}}, {{x}} and {{y}}")
+        return v
+
+
 class AoiConfig(_Strict):
     """One AOI: its parcels, CARD types and bands, catalogue, store and schedule."""
 
@@ -424,6 +453,8 @@ class AoiConfig(_Strict):
     ordering: OrderingConfig = OrderingConfig()
     # --- JRC RESTful API compatibility (docs/analyst-api.md)
     jrc: JrcConfig = JrcConfig()
+    # --- parcel viewer: background layer, zoom limit
+    viewer: ViewerConfig = ViewerConfig()
     # ---
     tags: tuple[str, ...] = ()
 

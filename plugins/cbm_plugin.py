@@ -8,7 +8,8 @@
   the AOI status (``/cbm/`` page, ``/cbm/aois``, ``/cbm/aois/{name}``: scenes per card,
   stage and status, what operators ran as ``select card, status, count(*) from
   dias_catalogue group by 1, 2``) and the analysts' parcel API ``/cbm/query/...``
-  (docs at ``/cbm/docs``), both linked from the UI's Plugins menu.
+  (docs at ``/cbm/docs``) with the parcel viewer (``/cbm/viewer/``: map, time series,
+  chips; ``cbm_api/viewer.py``), all linked from the UI's Plugins menu.
 """
 
 from __future__ import annotations
@@ -79,5 +80,7 @@ class CbmPlugin(AirflowPlugin):
         {"name": "CbM scene status", "href": "/cbm/", "url_route": "cbm-status", "destination": "nav",
          "category": "CbM"},
         {"name": "CbM parcel API", "href": "/cbm/docs", "url_route": "cbm-api", "destination": "nav",
+         "category": "CbM"},
+        {"name": "CbM parcel viewer", "href": "/cbm/viewer/", "url_route": "cbm-viewer", "destination": "nav",
          "category": "CbM"},
     ]

@@ -15,12 +15,13 @@ settings), whole S2 scenes end to end against the decode time of their bands, fu
 CARD-BS scenes against the read time of their bands, parcel time-series queries on a 9M-row
 sigs table (SQL and the analyst API's query), zonal_stats against exactextract and (on a
 subset, extrapolated and labelled so) rasterstats, a 1M-parcel AOI (index build, stored size,
-builder and worker peak RSS), and a PROJECTED Danish year on an 8-vCPU box from the per-scene
+builder and worker peak RSS), the parcel viewer's vector tiles at zoom 12-14 (scripts/bench_viewer.py:
+the AOI as it stands, then with a SYNTHETIC year of S2 dates), and a PROJECTED Danish year on an 8-vCPU box from the per-scene
 costs (the model is printed with it). Targets are in the JSON lines; the benchmark never fails
 on a missed one.
 
     python scripts/bench.py [--parcels 200000] [--regen] [--skip-peers] [--simple-parcels]
-                            [--skip-million] [--skip-s1] [--skip-cog | --only-cog]
+                            [--skip-million] [--skip-s1] [--skip-viewer] [--skip-cog | --only-cog]
 
 Section "COG vs JP2 and S3" (scripts/bench_cog.py; alone: ``make bench BENCH_ARGS=--only-cog``):
 one granule from COG and from JP2, each as a ratio to its own decode, and S3 reads through moto.
@@ -184,6 +185,7 @@ def main() -> int:
     ap.add_argument("--skip-s1", action="store_true", help="skip the full-size Sentinel-1 scenes")
     ap.add_argument("--skip-cog", action="store_true", help="skip the COG vs JP2 and S3 section")
     ap.add_argument("--only-cog", action="store_true", help="run only the COG vs JP2 and S3 section")
+    ap.add_argument("--skip-viewer", action="store_true", help="skip the parcel viewer's tiles")
     args = ap.parse_args()
     if args.only_cog:
         return cog_section(args)
@@ -273,7 +275,8 @@ def main() -> int:
     emit("stats_8_per_float32_band", round(t_f, 3), "s", note="selection path (S1 linear backscatter)")
     del f32
 
-    costs = db_benchmarks(t_jp2, t_scl, t_b20, st, idx10, geoms, skip_s1=args.skip_s1)
+    costs = db_benchmarks(t_jp2, t_scl, t_b20, st, idx10, geoms, skip_s1=args.skip_s1,
+                          skip_viewer=args.skip_viewer)
     del b04, scl
     if not args.skip_peers:
         peers(geoms)
@@ -289,7 +292,7 @@ def main() -> int:
              "4 workers + PostGIS fit a 16 GB box (<= 3 GB per worker)", w["peak_rss_gb"] <= 3.0,
              index_load_s=w["load_s"], note="worker: load the stored 1M-parcel index, statistics of one full "
              "10 m band (10980 x 10980 uint16) over it")
-    if costs:
+    if costs and "s1_scene_core_s" in costs:         # the projection needs the S1 scene cost (not --skip-s1)
         from bench_scale import denmark_year
 
         dk = denmark_year(costs)
@@ -314,7 +317,7 @@ def cog_section(args: argparse.Namespace) -> int:
 
 
 def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx10, geoms: np.ndarray, *,
-                  skip_s1: bool = False) -> dict[str, float]:
+                  skip_s1: bool = False, skip_viewer: bool = False) -> dict[str, float]:
     """PostGIS parts; returns the measured per-scene costs the Danish projection needs."""
     import psycopg
     from bench_scale import cpu_seconds, s1_scenes
@@ -492,6 +495,11 @@ def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx1
             costs["s1_scene_core_s"] = round(steady["seconds"] * (cpu_seconds() - c0) /
                                              max(sum(x["seconds"] for x in s1), 1e-9), 2)
             costs["s1_rows_per_scene"] = steady["rows"] or 0
+        if not skip_viewer:
+            # the parcel viewer's vector tiles on this AOI, then with a SYNTHETIC year of S2 dates
+            from bench_viewer import viewer_section
+
+            viewer_section(url, cfg, emit, pids, st, fp_wkt)
     finally:
         pg.stop()
     return costs

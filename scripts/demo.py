@@ -145,6 +145,8 @@ def run() -> None:
               f"after {after}")
     print(f"\nThe Airflow UI of this run (task logs, grid, Trigger form): {st.url}/  "
           f"user admin, password {st.password}   (again: make demo-ui)\n"
+          f"The parcel viewer (map, time series, chips; also Plugins -> CbM in the UI): "
+          f"{st.url}/cbm/viewer/?aoi={aois[0].name}&pid=1\n"
           "Stop the demo's Airflow deployment and database when done:\n"
           "  make demo-stop")
 

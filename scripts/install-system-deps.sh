@@ -2,9 +2,10 @@
 # Install the Debian/Ubuntu packages cbm-airflow needs, only those that are missing:
 # PostgreSQL server + the matching PostGIS package (for the throwaway test/demo cluster),
 # GDAL (ogr2ogr, headers for the Python bindings), a Python toolchain, and redis-server
-# (the Celery broker of `make stack` / `make test-stack`).
-#   --chromium   also the Debian chromium package (`make screenshots` and the UI page test
-#                of `make test-stack`; not needed by `make test`)
+# (the Celery broker of `make stack` / `make test-stack`), and Node.js with npm for the parcel
+# viewer's page (web/viewer; kept when node/npm are already on the PATH, e.g. from NodeSource).
+#   --chromium   also the Debian chromium package (the page tests of `make test` and
+#                `make test-stack`, `make screenshots`)
 set -euo pipefail
 
 with_chromium=0
@@ -29,6 +30,8 @@ missing() {  # print the packages of "$@" that dpkg does not know as installed
 }
 
 want=(postgresql postgresql-contrib gdal-bin libgdal-dev python3-dev python3-venv g++ make redis-server)
+command -v node >/dev/null 2>&1 || want+=(nodejs)
+command -v npm >/dev/null 2>&1 || want+=(npm)
 [ "$with_chromium" = 1 ] && want+=(chromium)
 need=$(missing "${want[@]}")
 updated=0

@@ -15,8 +15,8 @@ login sets), opens each page, waits until the page shows the DAG id, and saves:
 Without a finished run of the DAG on the stack, one is triggered first (May 2018 of the
 demo sample). `make stack` must be running (or pass ``--start`` to start it).
 
-:class:`Browser` (``goto``, ``wait_for``, ``screenshot``, ``dom``) is also used by
-tests_stack/test_ui.py.
+:class:`Browser` (``goto``, ``wait_for``, ``click_at``, ``screenshot``, ``dom``) is also used by
+tests_stack/test_ui.py and tests/test_viewer.py (the parcel viewer's page).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class Browser:
         self._conn = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
         self.ws = self._conn.__enter__()
         self._id = 0
+        self._handlers: dict[str, Any] = {}
         self.call("Page.enable")
         self.call("Network.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
@@ -86,13 +87,44 @@ class Browser:
 
     def call(self, method: str, **params: Any) -> dict:
         self._id += 1
-        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        mine = self._id                       # event handlers may send commands of their own meanwhile
+        self.ws.send(json.dumps({"id": mine, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv(timeout=60))
-            if msg.get("id") == self._id:
+            if msg.get("id") == mine:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
                 return msg.get("result", {})
+            self._event(msg)
+
+    def _send(self, method: str, **params: Any) -> None:
+        """A command whose answer is not waited for (answers to events)."""
+        self._id += 1
+        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+
+    def _event(self, msg: dict) -> None:
+        handler = self._handlers.get(msg.get("method", ""))
+        if handler is not None:
+            handler(msg.get("params", {}))
+
+    def pump(self, seconds: float) -> None:
+        """Handle the page's events for ``seconds`` (instead of sleeping)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = json.loads(self.ws.recv(timeout=left))
+            except TimeoutError:
+                return
+            self._event(msg)
+
+    def basic_auth(self, user: str, password: str) -> None:
+        """Answer HTTP basic login challenges with these credentials, as a user answers the
+        browser's login dialog (Chrome then keeps them for the origin and realm)."""
+        self._handlers["Fetch.requestPaused"] = lambda p: self._send("Fetch.continueRequest", requestId=p["requestId"])
+        self._handlers["Fetch.authRequired"] = lambda p: self._send(
+            "Fetch.continueWithAuth", requestId=p["requestId"],
+            authChallengeResponse={"response": "ProvideCredentials", "username": user, "password": password})
+        self.call("Fetch.enable", handleAuthRequests=True)
 
     def eval(self, expr: str) -> Any:
         res = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
@@ -112,7 +144,7 @@ class Browser:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"page did not show {expr!r} within {timeout:.0f} s: "
                                    f"{(self.eval('document.body && document.body.innerText') or '')[:300]!r}")
-            time.sleep(0.3)
+            self.pump(0.2)
 
     def wait_text(self, text: str, timeout: float = 60) -> None:
         self.wait_for(f"document.body && document.body.innerText.includes({json.dumps(text)})", timeout)
@@ -131,6 +163,20 @@ class Browser:
                 return False
             time.sleep(0.3)
         return True
+
+    def headers(self, headers: dict[str, str]) -> None:
+        """Send these HTTP headers with every request of the page (e.g. ``Authorization``)."""
+        self.call("Network.setExtraHTTPHeaders", headers=headers)
+
+    def click_at(self, x: float, y: float) -> None:
+        """A real left click at viewport pixel (x, y): mouse moved, pressed and released there."""
+        for kind, buttons in (("mouseMoved", 0), ("mousePressed", 1), ("mouseReleased", 0)):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left" if kind != "mouseMoved"
+                      else "none", buttons=buttons, clickCount=1 if kind != "mouseMoved" else 0)
+
+    def type_text(self, text: str) -> None:
+        """Type text into the focused element (as a keyboard would insert it)."""
+        self.call("Input.insertText", text=text)
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]
@@ -213,6 +259,44 @@ def take(stack: stack_mod.Stack, dag_id: str, out: Path) -> list[Path]:
             print(f"{out / (name + '.png')}  <- {url}")
     finally:
         b.close()
+    return saved
+
+
+def viewer_shots(b: Browser, base: str, aoi: str, pid: int, out: Path, *, chips: int = 3) -> list[Path]:
+    """The parcel viewer at ``base`` (the API root: ``<ui>/cbm`` or a standalone API): the
+    parcel ``pid`` with its NDVI/S1 chart and the chips of up to ``chips`` cloud-free dates
+    (``viewer-parcel.png``), then coloured by cloud-free dates with the B08 band's p25-p75
+    (``viewer-band.png``)."""
+    saved = []
+    b.goto(f"{base}/viewer/?aoi={aoi}&pid={pid}")
+    b.wait_for(f"window.cbmViewer && cbmViewer.ready && cbmViewer.state.pid === {pid} && cbmViewer.chart && "
+               "cbmViewer.chart.data.datasets.length > 0 && cbmViewer.map.areTilesLoaded()", 120)
+    if chips:
+        pts = b.eval("""(() => { const c = cbmViewer.chart, m = c.getDatasetMeta(0);
+            const r = c.canvas.getBoundingClientRect(), n = m.data.length;
+            return [0.3, 0.55, 0.8].map(f => m.data[Math.floor(f * (n - 1))]).filter(Boolean)
+                .map(e => [r.left + e.x, r.top + e.y]); })()""") or []
+        for x, y in pts[:chips]:
+            b.click_at(x, y)
+            b.pump(0.5)
+        try:
+            b.wait_for("[...document.querySelectorAll('#chips img')].length > 0 && "
+                       "[...document.querySelectorAll('#chips img')].every(i => i.complete)", 60)
+        except TimeoutError:
+            print("no image chips shown (the API has no chip routes, or no chip for these dates)")
+            b.eval("document.querySelectorAll('#chips .chip').forEach(c => "
+                   "{ if (c.querySelector('.err')) c.remove(); })")
+        if pts:                                   # the lineage of the middle date under the chart
+            b.call("Input.dispatchMouseEvent", type="mouseMoved", x=pts[len(pts) // 2][0], y=pts[len(pts) // 2][1])
+            b.pump(0.5)
+    b.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)      # no tooltip over the chart
+    b.pump(1.5)
+    saved.append(b.screenshot(out / "viewer-parcel.png"))
+    b.eval("(() => { const a = document.getElementById('attr'); a.value = 's2_clear';"
+           " a.dispatchEvent(new Event('change')); const s = document.getElementById('series');"
+           " s.value = 's2:B08'; s.dispatchEvent(new Event('change')); })()")
+    b.pump(2.0)
+    saved.append(b.screenshot(out / "viewer-band.png"))
     return saved
 
 

@@ -96,3 +96,18 @@ def test_threads_per_task_follow_worker_slots(monkeypatch):
     assert runtime.configure_threads() == 1 and numba.get_num_threads() == 1
     assert __import__("os").environ["GDAL_NUM_THREADS"] == "1"
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def test_viewer_background_needs_a_tile_template(tmp_path):
+    """The viewer fetches nothing from outside unless the AOI names an http(s) XYZ template."""
+    import pytest
+
+    from cbm_ops.config import ViewerConfig
+
+    assert ViewerConfig().background_tiles is None and ViewerConfig().min_zoom == 12
+    ok = ViewerConfig(background_tiles="https://tiles.example/ortho/{z}/{x}/{-y}.png")
+    assert ok.background_tiles.endswith("{-y}.png")
+    for bad in ("tiles.example/{z}/{x}/{y}.png", "https://tiles.example/ortho.png", "javascript:alert(1)//{z}{x}{y}",
+                'https://x.example/{z}/{x}/{y}.png"><script>'):
+        with pytest.raises(ValueError, match="tile template"):
+            ViewerConfig(background_tiles=bad)

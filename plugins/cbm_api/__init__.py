@@ -23,7 +23,8 @@ The app is assembled from routers (FastAPI's "bigger applications" layout) that 
 dependencies of :mod:`.deps` (AOI lookup, database, scene stores, parameter types, error
 answers): :mod:`.status` (``/``, ``/aois``), :mod:`.queries` (``/query/...``), :mod:`.jrc`
 (the JRC's other spellings and routes), :mod:`.chips` (image chips, and the file server
-mounted at ``/static/tmp``); :mod:`.auth` holds the standalone login.
+mounted at ``/static/tmp``), :mod:`.viewer` (``/viewer/...``); :mod:`.auth` holds the standalone login.
+* ``/viewer/`` the parcel viewer: its page, vector tiles and JSON (:mod:`.viewer`).
 
 Bad input answers 400 with ``{"detail": "<parameter>: <what is wrong>"}``, unknown AOIs,
 parcels or scenes 404; every query is a file of ``include/sql`` with bound values, run in
@@ -91,7 +92,7 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
     """
     from fastapi import FastAPI
 
-    from . import chips, deps, jrc, queries, status
+    from . import chips, deps, jrc, queries, status, viewer
 
     app = FastAPI(
         title="cbm-airflow parcel API",
@@ -115,6 +116,7 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
     app.include_router(jrc.router)
     app.include_router(chips.router)
     app.mount(chips_static_prefix(), chips.static_app(app.state.cbm))
+    app.include_router(viewer.create_router(app.state.cbm.aois, app.state.cbm.db_url), prefix="/viewer")
     _openapi_without_422(app, deps.AUTH_ERRORS[auth])
     return app
 

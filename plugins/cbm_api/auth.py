@@ -66,8 +66,10 @@ def _aoi_of(request: Request) -> str | None:
 
 
 def _unauthorized() -> HTTPException:
+    # Basic alone: browsers (the viewer page) show their login dialog only for a challenge they
+    # can parse ("Basic realm=..., Bearer" is not one); bearer tokens are still accepted
     return HTTPException(status_code=401, detail="authentication required: a bearer token or HTTP basic login",
-                         headers={"WWW-Authenticate": 'Basic realm="cbm", Bearer'})
+                         headers={"WWW-Authenticate": 'Basic realm="cbm"'})
 
 
 class Basic(HTTPBasic):

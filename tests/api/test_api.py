@@ -102,8 +102,9 @@ def _schema():
         "generation": {"max-examples": 30},
         # 400 is right for schema-valid input that the schema cannot rule out: a band of another
         # tstype, a polygon string that is no WKT/GeoJSON or is too large, a date string that is
-        # no date, a chip size above CBM_CHIPS_MAX_SIZE_M, more chips than allowed
-        "operations": [{"include-path-regex": "parcelTimeSeries|parcelsByPolygon|parcelByPolygon|[cC]hip|background",
+        # no date, a chip size above CBM_CHIPS_MAX_SIZE_M, more chips than allowed, a viewer tile outside
+        # its zoom's pyramid
+        "operations": [{"include-path-regex": "parcelTimeSeries|parcelsByPolygon|parcelByPolygon|[cC]hip|background|viewer/tiles",
                         "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]}}}],
     })
     return schemathesis.openapi.from_asgi("/openapi.json", APP, config=config)   # reads only the schema

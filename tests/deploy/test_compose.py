@@ -239,7 +239,12 @@ def test_env_example_has_placeholders_only():
 def test_dockerfile():
     lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()]
     text = "\n".join(lines)
-    assert [ln for ln in lines if ln.startswith("FROM ")] == ["FROM apache/airflow:3.3.2-python3.11"]
+    # the parcel viewer's page is built in a node stage; the image is Airflow's
+    assert [ln for ln in lines if ln.startswith("FROM ")] == ["FROM node:20-bookworm-slim AS viewer",
+                                                             "FROM apache/airflow:3.3.2-python3.11"]
+    assert "RUN npm ci --no-audit --no-fund" in lines and "RUN npm run build" in lines
+    assert "COPY --from=viewer --chown=airflow:0 /viewer/dist /opt/airflow/viewer-dist" in lines
+    assert "ENV CBM_VIEWER_DIST=/opt/airflow/viewer-dist" in lines
     for pkg in ("gdal-bin", "libgdal-dev", "postgresql-client", "g++"):
         assert re.search(rf"apt-get install[^\n]*--no-install-recommends[^\n]*\s{re.escape(pkg)}(\s|$)", text), pkg
     assert "rm -rf /var/lib/apt/lists/*" in text

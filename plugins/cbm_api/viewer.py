@@ -1,0 +1,266 @@
+"""The parcel viewer: a web page for analysts and the vector tiles it draws.
+
+A FastAPI ``APIRouter`` included by the parcel API (``create_app``) under ``/viewer``, so it
+runs wherever the API runs, behind the same login: in the Airflow api-server at
+``/cbm/viewer/`` (also a page of the UI's Plugins menu, ``cbm_plugin.py``) and in the
+standalone app at ``/viewer/``. ``?aoi=NAME&pid=N`` opens a parcel. Its queries are
+:mod:`cbm_ops.analyst.viewer`.
+
+Routes (all GET):
+
+* ``/viewer/``: the page (``web/viewer``, built with ``npm run build`` into
+  ``web/viewer/dist``, or ``CBM_VIEWER_DIST``); ``/viewer/assets/<file>`` its script and style;
+* ``/viewer/api/aois``, ``/viewer/api/aoi?aoi=``, ``/viewer/api/outline?aoi=``: the AOIs,
+  what the page needs to open one (extent, years, crops, bands, results version), its outline;
+* ``/viewer/tiles/{year}/{z}/{x}/{y}.pbf?aoi=NAME``: Mapbox Vector Tiles of the parcels with
+  their colour attributes (``cbm_ops.analyst.viewer``), from an in-process LRU cache keyed by AOI,
+  results version, year and tile; ``?v=<version>`` (the page adds it) makes the answer
+  cacheable by the browser for a day, since a new version gives new URLs.
+
+The time series, peers and parcel lookups are the API's own ``/query/...`` routes; the image
+chips are the JRC chip routes of the API.
+"""
+
+# No "from __future__ import annotations": FastAPI reads the annotations of the routes.
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+log = logging.getLogger(__name__)
+
+AOI_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+VERSION_TTL_S = 5.0                      # how long a results version is trusted before it is re-read
+# a stale AOI-year summary is refreshed at most this often: results change with every stage claim
+# while an extraction runs, and a refresh is one pass over the year's sigs and hists (make bench:
+# 105 s for 200k parcels x 73 dates on 2 cores); the colours then lag the results by at most this
+SUMMARY_INTERVAL_S = float(os.environ.get("CBM_VIEWER_SUMMARY_INTERVAL_S", "1800"))
+_ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".map": "application/json", ".svg": "image/svg+xml",
+          ".png": "image/png", ".woff2": "font/woff2", ".json": "application/json", ".html": "text/html"}
+
+
+def dist_dir() -> Path:
+    """Directory of the built page: ``CBM_VIEWER_DIST``, else ``web/viewer/dist`` of the checkout."""
+    env = os.environ.get("CBM_VIEWER_DIST")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "web" / "viewer" / "dist"
+
+
+def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cache_mb: float | None = None):
+    """The viewer's routes, to include with ``app.include_router(router, prefix="/viewer")``.
+
+    Parameters
+    ----------
+    aois : callable
+        Returns the AOI configurations by name (the API's AOI cache).
+    db_url : callable
+        AoiConfig -> database URL (the API's lookup).
+    cache_mb : float, optional
+        Size of the tile cache (default ``CBM_VIEWER_TILE_CACHE_MB`` or 64 MB).
+    """
+    from fastapi import APIRouter, Query, Request
+    from fastapi import Path as PathParam
+    from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+    from cbm_ops import analyst
+    from cbm_ops.analyst import viewer
+    from cbm_ops.db import transaction
+    from cbm_ops.errors import BadRequest, ConfigError, NotFound
+
+    if cache_mb is None:
+        cache_mb = float(os.environ.get("CBM_VIEWER_TILE_CACHE_MB", "64"))
+    cache = viewer.TileCache(int(cache_mb * 2**20))
+    versions: dict[str, tuple[float, str]] = {}
+    infos: dict[tuple[str, str, int], tuple[Any, dict[str, Any]]] = {}
+    lock = threading.Lock()
+    error = {"content": {"application/json": {"schema": {
+        "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {**error, "description": "invalid parameter (the detail names it)"},
+        401: {**error, "description": "not logged in"},
+        404: {**error, "description": "unknown AOI"},
+        503: {**error, "description": "database unavailable or query over its time limit"}}
+    router = APIRouter(tags=["viewer"], responses=errors)
+    router.tile_cache = cache  # type: ignore[attr-defined]   # for tests and monitoring
+
+    def aoi_cfg(name: str):
+        try:
+            cfgs = aois()
+        except ConfigError as exc:
+            raise BadRequest(f"AOI configuration: {exc}") from None
+        if name not in cfgs:
+            raise NotFound(f"no AOI {name!r} (configured: {', '.join(sorted(cfgs)) or 'none'})")
+        return cfgs[name]
+
+    def read(cfg, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        with transaction(db_url(cfg)) as conn:
+            analyst.read_only(conn)
+            return fn(conn, cfg, *args, **kwargs)
+
+    def version(cfg) -> str:
+        hit = versions.get(cfg.name)
+        if hit and time.monotonic() - hit[0] < VERSION_TTL_S:
+            return hit[1]
+        v = read(cfg, viewer.results_version)
+        versions[cfg.name] = (time.monotonic(), v)
+        return v
+
+    attempts: dict[tuple[str, int], float] = {}
+    running: dict[tuple[str, int], threading.Thread] = {}
+    failures: dict[tuple[str, int], str] = {}
+
+    def forget(name: str) -> None:
+        with lock:
+            for k in [k for k in infos if k[0] == name]:
+                infos.pop(k, None)
+
+    def refresh(cfg, year: int) -> None:
+        key = (cfg.name, year)
+        try:
+            done = viewer.refresh_summary(db_url(cfg), cfg, year)
+            if done:
+                log.info("viewer summary of %s %s refreshed: %s parcels, %.1f s", cfg.name, year, done["parcels"],
+                         done["seconds"])
+            failures.pop(key, None)
+        except Exception as exc:  # noqa: BLE001 - e.g. a read-only role: tiles stay live, the page says why
+            failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.warning("viewer summary of %s %s not refreshed (tiles computed live): %s", cfg.name, year,
+                        failures[key])
+        finally:
+            forget(cfg.name)
+            with lock:
+                running.pop(key, None)
+
+    def ensure_summary(cfg, year: int, meta: dict[str, Any]) -> None:
+        """Start a background refresh of a missing or stale AOI-year summary (rate-limited)."""
+        st = meta["summaries"].get(year)
+        if st is not None and st["version"] == meta["version"]:
+            return
+        key = (cfg.name, year)
+        with lock:
+            if key in running or time.monotonic() - attempts.get(key, -1e9) < SUMMARY_INTERVAL_S:
+                return
+            attempts[key] = time.monotonic()
+            t = threading.Thread(target=refresh, args=(cfg, year), name=f"cbm-viewer-summary-{cfg.name}-{year}",
+                                 daemon=True)
+            running[key] = t
+        t.start()
+
+    def tile_version(meta: dict[str, Any], year: int) -> str:
+        st = meta["summaries"].get(year)
+        return f"{meta['version']}.{viewer.short_hash(st['refreshed_at']) if st else 'live'}"
+
+    def info(cfg) -> dict[str, Any]:
+        # per results version and AOI configuration (a changed AOI file is a new object; the
+        # entry holds it, so its id is not reused while the entry lives)
+        key = (cfg.name, version(cfg), id(cfg))
+        got = infos.get(key)
+        if got is None:
+            got = read(cfg, viewer.aoi_info)
+            with lock:
+                for k in [k for k in infos if k[0] == cfg.name]:
+                    infos.pop(k, None)
+                infos[key] = (cfg, got)
+            return got
+        return got[1]
+
+    Aoi = Annotated[str, Query(pattern=AOI_PATTERN, max_length=63, description="AOI name")]
+
+    # ------------------------------------------------------------- the page
+    @router.get("", include_in_schema=False)
+    def viewer_root() -> Response:
+        return RedirectResponse("viewer/", status_code=307)
+
+    @router.get("/", include_in_schema=False)
+    def page() -> Response:
+        index = dist_dir() / "index.html"
+        if not index.is_file():
+            return PlainTextResponse(
+                f"the parcel viewer is not built ({index} is missing): run `make viewer` "
+                "(npm ci && npm run build in web/viewer) or set CBM_VIEWER_DIST", status_code=503)
+        return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    @router.get("/assets/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        path = dist_dir() / "assets" / name
+        if not _ASSET.match(name) or not path.is_file():
+            return PlainTextResponse(f"no viewer asset {name[:80]!r}", status_code=404)
+        return FileResponse(path, media_type=_TYPES.get(path.suffix, "application/octet-stream"),
+                            headers={"Cache-Control": "no-cache"})
+
+    # ------------------------------------------------------------- JSON for the page
+    @router.get("/api/aois", summary="The AOIs the viewer can open")
+    def list_aois() -> list[dict[str, str]]:
+        try:
+            cfgs = aois()
+        except ConfigError as exc:
+            raise BadRequest(f"AOI configuration: {exc}") from None
+        return [{"name": c.name, "description": c.description} for c in cfgs.values()]
+
+    @router.get("/api/aoi", summary="One AOI for the viewer: extent, years, crops, bands, results version")
+    def one_aoi(aoi: Aoi) -> JSONResponse:
+        """See ``cbm_ops.analyst.viewer.aoi_info``; ``tiles`` is the tile URL template of the AOI's
+        default year and current version."""
+        cfg = aoi_cfg(aoi)
+        meta = info(cfg)
+        out = {**meta, "tile_versions": {y: tile_version(meta, int(y)) for y in meta["years"]},
+               "refreshing": sorted(y for (name, y) in running if name == cfg.name),
+               "summary_errors": {y: msg for (name, y), msg in failures.items() if name == cfg.name}}
+        return JSONResponse(out, headers={"Cache-Control": "no-cache"})
+
+    @router.get("/api/outline", summary="AOI outline (GeoJSON geometry, EPSG:4326)")
+    def aoi_outline(aoi: Aoi) -> JSONResponse:
+        return JSONResponse(read(aoi_cfg(aoi), viewer.outline))
+
+    @router.get("/api/cache", summary="Tile cache counters of this process")
+    def cache_stats() -> dict[str, int]:
+        return cache.stats()
+
+    # ------------------------------------------------------------- tiles
+    @router.get("/tiles/{year}/{z}/{x}/{y}.pbf", summary="Vector tile of the AOI's parcels (MVT)",
+                response_class=Response,
+                responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}},
+                                 "description": "Mapbox Vector Tile, layer 'parcels'"}})
+    def tile(request: Request, aoi: Aoi,
+             year: Annotated[int, PathParam(ge=analyst.YEAR_RANGE[0], le=analyst.YEAR_RANGE[1])],
+             z: Annotated[int, PathParam(ge=0, le=viewer.MAX_ZOOM)],
+             x: Annotated[int, PathParam(ge=0)], y: Annotated[int, PathParam(ge=0)],
+             v: Annotated[str | None, Query(max_length=40, description="results version (cache key)")] = None
+             ) -> Response:
+        """Features ``pid``, ``crop``, ``s2_obs``, ``s2_clear``, ``last_clear`` (day of the
+        year), ``quarantined`` of the parcels in the tile; see docs/analyst-api.md. The first
+        tile of a year whose summary is missing or stale starts its refresh in the background;
+        meanwhile tiles use the previous summary, or compute the attributes live."""
+        cfg = aoi_cfg(aoi)
+        if x >= 2 ** z or y >= 2 ** z:
+            raise BadRequest(f"x, y: tile {z}/{x}/{y} is outside the zoom-{z} pyramid")
+        meta = info(cfg)
+        if z < meta["min_zoom"]:
+            raise BadRequest(f"z: parcels of AOI {cfg.name} are drawn from zoom {meta['min_zoom']} on")
+        ensure_summary(cfg, year, meta)
+        live = year not in meta["summaries"]
+        ver = tile_version(meta, year)
+        etag = f'"{ver}-{year}-{z}-{x}-{y}"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=86400, immutable" if v == ver
+                   else "private, no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        key = (cfg.name, ver, year, z, x, y)
+        data = cache.get(key)
+        headers["X-CBM-Cache"] = "hit" if data is not None else "miss"
+        if data is None:
+            if meta["bounds"] is None:
+                data = b""
+            else:
+                data = read(cfg, viewer.parcel_tile, z, x, y, year, meta["srid"], meta["bounds"], live=live)
+            cache.put(key, data)
+        return Response(data, media_type="application/vnd.mapbox-vector-tile", headers=headers)
+
+    return router
