@@ -16,8 +16,9 @@ CARD-BS scenes against the read time of their bands, parcel time-series queries 
 sigs table (SQL and the analyst API's query), zonal_stats against exactextract and (on a
 subset, extrapolated and labelled so) rasterstats, a 1M-parcel AOI (index build, stored size,
 builder and worker peak RSS), the parcel viewer's vector tiles at zoom 12-14 (scripts/bench_viewer.py:
-the AOI as it stands, then with a SYNTHETIC year of S2 dates), and a PROJECTED Danish year on an 8-vCPU box from the per-scene
-costs (the model is printed with it). Targets are in the JSON lines; the benchmark never fails
+the AOI as it stands, then with a SYNTHETIC year of S2 dates), and a PROJECTED Danish year on an
+8-vCPU box from the per-scene costs (the model is printed with it). Targets are in the JSON lines;
+the benchmark never fails
 on a missed one.
 
     python scripts/bench.py [--parcels 200000] [--regen] [--skip-peers] [--simple-parcels]

@@ -116,7 +116,8 @@ def create_app(*, auth: Literal["airflow", "standalone", "none"] = "airflow",
     app.include_router(jrc.router)
     app.include_router(chips.router)
     app.mount(chips_static_prefix(), chips.static_app(app.state.cbm))
-    app.include_router(viewer.create_router(app.state.cbm.aois, app.state.cbm.db_url), prefix="/viewer")
+    app.state.viewer = viewer.ViewerState(app.state.cbm)
+    app.include_router(viewer.router, prefix="/viewer")
     _openapi_without_422(app, deps.AUTH_ERRORS[auth])
     return app
 

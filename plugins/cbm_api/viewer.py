@@ -28,13 +28,22 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+from cbm_ops import analyst
+from cbm_ops.analyst import viewer
+from cbm_ops.config import AoiConfig
+from cbm_ops.errors import BadRequest, ConfigError
+
+from .deps import AOI_PATTERN, Api, ApiContext
+
 log = logging.getLogger(__name__)
 
-AOI_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 VERSION_TTL_S = 5.0                      # how long a results version is trusted before it is re-read
 # a stale AOI-year summary is refreshed at most this often: results change with every stage claim
 # while an extraction runs, and a refresh is one pass over the year's sigs and hists (make bench:
@@ -53,214 +62,195 @@ def dist_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "web" / "viewer" / "dist"
 
 
-def create_router(aois: Callable[[], dict], db_url: Callable[[Any], str], *, cache_mb: float | None = None):
-    """The viewer's routes, to include with ``app.include_router(router, prefix="/viewer")``.
+class ViewerState:
+    """What the viewer keeps per API process (``app.state.viewer``): the tile cache, the results
+    version of each AOI (re-read after :data:`VERSION_TTL_S`), the AOI answers per version, and
+    the background refreshes of the AOI-year summaries (one at a time, at most every
+    :data:`SUMMARY_INTERVAL_S`; their last failure)."""
 
-    Parameters
-    ----------
-    aois : callable
-        Returns the AOI configurations by name (the API's AOI cache).
-    db_url : callable
-        AoiConfig -> database URL (the API's lookup).
-    cache_mb : float, optional
-        Size of the tile cache (default ``CBM_VIEWER_TILE_CACHE_MB`` or 64 MB).
-    """
-    from fastapi import APIRouter, Query, Request
-    from fastapi import Path as PathParam
-    from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+    def __init__(self, api: ApiContext, cache_mb: float | None = None):
+        if cache_mb is None:
+            cache_mb = float(os.environ.get("CBM_VIEWER_TILE_CACHE_MB", "64"))
+        self.api = api
+        self.cache = viewer.TileCache(int(cache_mb * 2**20))
+        self.versions: dict[str, tuple[float, str]] = {}
+        self.infos: dict[tuple[str, str, int], tuple[Any, dict[str, Any]]] = {}
+        self.attempts: dict[tuple[str, int], float] = {}
+        self.running: dict[tuple[str, int], threading.Thread] = {}
+        self.failures: dict[tuple[str, int], str] = {}
+        self.lock = threading.Lock()
 
-    from cbm_ops import analyst
-    from cbm_ops.analyst import viewer
-    from cbm_ops.db import transaction
-    from cbm_ops.errors import BadRequest, ConfigError, NotFound
+    def read(self, cfg: AoiConfig, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(conn, cfg, ...)`` in a read-only transaction of the AOI's database."""
+        return self.api.run(cfg.name, fn, *args, **kwargs)
 
-    if cache_mb is None:
-        cache_mb = float(os.environ.get("CBM_VIEWER_TILE_CACHE_MB", "64"))
-    cache = viewer.TileCache(int(cache_mb * 2**20))
-    versions: dict[str, tuple[float, str]] = {}
-    infos: dict[tuple[str, str, int], tuple[Any, dict[str, Any]]] = {}
-    lock = threading.Lock()
-    error = {"content": {"application/json": {"schema": {
-        "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}
-    errors: dict[int | str, dict[str, Any]] = {
-        400: {**error, "description": "invalid parameter (the detail names it)"},
-        401: {**error, "description": "not logged in"},
-        404: {**error, "description": "unknown AOI"},
-        503: {**error, "description": "database unavailable or query over its time limit"}}
-    router = APIRouter(tags=["viewer"], responses=errors)
-    router.tile_cache = cache  # type: ignore[attr-defined]   # for tests and monitoring
-
-    def aoi_cfg(name: str):
-        try:
-            cfgs = aois()
-        except ConfigError as exc:
-            raise BadRequest(f"AOI configuration: {exc}") from None
-        if name not in cfgs:
-            raise NotFound(f"no AOI {name!r} (configured: {', '.join(sorted(cfgs)) or 'none'})")
-        return cfgs[name]
-
-    def read(cfg, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        with transaction(db_url(cfg)) as conn:
-            analyst.read_only(conn)
-            return fn(conn, cfg, *args, **kwargs)
-
-    def version(cfg) -> str:
-        hit = versions.get(cfg.name)
+    def version(self, cfg: AoiConfig) -> str:
+        """The AOI's results version (cached for :data:`VERSION_TTL_S`)."""
+        hit = self.versions.get(cfg.name)
         if hit and time.monotonic() - hit[0] < VERSION_TTL_S:
             return hit[1]
-        v = read(cfg, viewer.results_version)
-        versions[cfg.name] = (time.monotonic(), v)
+        v = self.read(cfg, viewer.results_version)
+        self.versions[cfg.name] = (time.monotonic(), v)
         return v
 
-    attempts: dict[tuple[str, int], float] = {}
-    running: dict[tuple[str, int], threading.Thread] = {}
-    failures: dict[tuple[str, int], str] = {}
+    def info(self, cfg: AoiConfig) -> dict[str, Any]:
+        """:func:`cbm_ops.analyst.viewer.aoi_info`, per results version and AOI configuration (a
+        changed AOI file is a new object; the entry holds it, so its id is not reused)."""
+        key = (cfg.name, self.version(cfg), id(cfg))
+        got = self.infos.get(key)
+        if got is not None:
+            return got[1]
+        meta = self.read(cfg, viewer.aoi_info)
+        with self.lock:
+            self._forget(cfg.name)
+            self.infos[key] = (cfg, meta)
+        return meta
 
-    def forget(name: str) -> None:
-        with lock:
-            for k in [k for k in infos if k[0] == name]:
-                infos.pop(k, None)
+    def _forget(self, name: str) -> None:
+        for k in [k for k in self.infos if k[0] == name]:
+            self.infos.pop(k, None)
 
-    def refresh(cfg, year: int) -> None:
-        key = (cfg.name, year)
-        try:
-            done = viewer.refresh_summary(db_url(cfg), cfg, year)
-            if done:
-                log.info("viewer summary of %s %s refreshed: %s parcels, %.1f s", cfg.name, year, done["parcels"],
-                         done["seconds"])
-            failures.pop(key, None)
-        except Exception as exc:  # noqa: BLE001 - e.g. a read-only role: tiles stay live, the page says why
-            failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            log.warning("viewer summary of %s %s not refreshed (tiles computed live): %s", cfg.name, year,
-                        failures[key])
-        finally:
-            forget(cfg.name)
-            with lock:
-                running.pop(key, None)
+    def tile_version(self, meta: dict[str, Any], year: int) -> str:
+        st = meta["summaries"].get(year)
+        return f"{meta['version']}.{viewer.short_hash(st['refreshed_at']) if st else 'live'}"
 
-    def ensure_summary(cfg, year: int, meta: dict[str, Any]) -> None:
+    def ensure_summary(self, cfg: AoiConfig, year: int, meta: dict[str, Any]) -> None:
         """Start a background refresh of a missing or stale AOI-year summary (rate-limited)."""
         st = meta["summaries"].get(year)
         if st is not None and st["version"] == meta["version"]:
             return
         key = (cfg.name, year)
-        with lock:
-            if key in running or time.monotonic() - attempts.get(key, -1e9) < SUMMARY_INTERVAL_S:
+        with self.lock:
+            if key in self.running or time.monotonic() - self.attempts.get(key, -1e9) < SUMMARY_INTERVAL_S:
                 return
-            attempts[key] = time.monotonic()
-            t = threading.Thread(target=refresh, args=(cfg, year), name=f"cbm-viewer-summary-{cfg.name}-{year}",
-                                 daemon=True)
-            running[key] = t
+            self.attempts[key] = time.monotonic()
+            t = threading.Thread(target=self._refresh, args=(cfg, year), daemon=True,
+                                 name=f"cbm-viewer-summary-{cfg.name}-{year}")
+            self.running[key] = t
         t.start()
 
-    def tile_version(meta: dict[str, Any], year: int) -> str:
-        st = meta["summaries"].get(year)
-        return f"{meta['version']}.{viewer.short_hash(st['refreshed_at']) if st else 'live'}"
-
-    def info(cfg) -> dict[str, Any]:
-        # per results version and AOI configuration (a changed AOI file is a new object; the
-        # entry holds it, so its id is not reused while the entry lives)
-        key = (cfg.name, version(cfg), id(cfg))
-        got = infos.get(key)
-        if got is None:
-            got = read(cfg, viewer.aoi_info)
-            with lock:
-                for k in [k for k in infos if k[0] == cfg.name]:
-                    infos.pop(k, None)
-                infos[key] = (cfg, got)
-            return got
-        return got[1]
-
-    Aoi = Annotated[str, Query(pattern=AOI_PATTERN, max_length=63, description="AOI name")]
-
-    # ------------------------------------------------------------- the page
-    @router.get("", include_in_schema=False)
-    def viewer_root() -> Response:
-        return RedirectResponse("viewer/", status_code=307)
-
-    @router.get("/", include_in_schema=False)
-    def page() -> Response:
-        index = dist_dir() / "index.html"
-        if not index.is_file():
-            return PlainTextResponse(
-                f"the parcel viewer is not built ({index} is missing): run `make viewer` "
-                "(npm ci && npm run build in web/viewer) or set CBM_VIEWER_DIST", status_code=503)
-        return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
-
-    @router.get("/assets/{name}", include_in_schema=False)
-    def asset(name: str) -> Response:
-        path = dist_dir() / "assets" / name
-        if not _ASSET.match(name) or not path.is_file():
-            return PlainTextResponse(f"no viewer asset {name[:80]!r}", status_code=404)
-        return FileResponse(path, media_type=_TYPES.get(path.suffix, "application/octet-stream"),
-                            headers={"Cache-Control": "no-cache"})
-
-    # ------------------------------------------------------------- JSON for the page
-    @router.get("/api/aois", summary="The AOIs the viewer can open")
-    def list_aois() -> list[dict[str, str]]:
+    def _refresh(self, cfg: AoiConfig, year: int) -> None:
+        key = (cfg.name, year)
         try:
-            cfgs = aois()
-        except ConfigError as exc:
-            raise BadRequest(f"AOI configuration: {exc}") from None
-        return [{"name": c.name, "description": c.description} for c in cfgs.values()]
+            done = viewer.refresh_summary(self.api.db_url(cfg), cfg, year)
+            if done:
+                log.info("viewer summary of %s %s refreshed: %s parcels, %.1f s", cfg.name, year, done["parcels"],
+                         done["seconds"])
+            self.failures.pop(key, None)
+        except Exception as exc:  # noqa: BLE001 - e.g. a read-only role: tiles stay live, the page says why
+            self.failures[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.warning("viewer summary of %s %s not refreshed (tiles computed live): %s", cfg.name, year,
+                        self.failures[key])
+        finally:
+            with self.lock:
+                self._forget(cfg.name)
+                self.running.pop(key, None)
 
-    @router.get("/api/aoi", summary="One AOI for the viewer: extent, years, crops, bands, results version")
-    def one_aoi(aoi: Aoi) -> JSONResponse:
-        """See ``cbm_ops.analyst.viewer.aoi_info``; ``tiles`` is the tile URL template of the AOI's
-        default year and current version."""
-        cfg = aoi_cfg(aoi)
-        meta = info(cfg)
-        out = {**meta, "tile_versions": {y: tile_version(meta, int(y)) for y in meta["years"]},
-               "refreshing": sorted(y for (name, y) in running if name == cfg.name),
-               "summary_errors": {y: msg for (name, y), msg in failures.items() if name == cfg.name}}
-        return JSONResponse(out, headers={"Cache-Control": "no-cache"})
 
-    @router.get("/api/outline", summary="AOI outline (GeoJSON geometry, EPSG:4326)")
-    def aoi_outline(aoi: Aoi) -> JSONResponse:
-        return JSONResponse(read(aoi_cfg(aoi), viewer.outline))
+def viewer_state(request: Request) -> ViewerState:
+    return request.app.state.viewer
 
-    @router.get("/api/cache", summary="Tile cache counters of this process")
-    def cache_stats() -> dict[str, int]:
-        return cache.stats()
 
-    # ------------------------------------------------------------- tiles
-    @router.get("/tiles/{year}/{z}/{x}/{y}.pbf", summary="Vector tile of the AOI's parcels (MVT)",
-                response_class=Response,
-                responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}},
-                                 "description": "Mapbox Vector Tile, layer 'parcels'"}})
-    def tile(request: Request, aoi: Aoi,
-             year: Annotated[int, PathParam(ge=analyst.YEAR_RANGE[0], le=analyst.YEAR_RANGE[1])],
-             z: Annotated[int, PathParam(ge=0, le=viewer.MAX_ZOOM)],
-             x: Annotated[int, PathParam(ge=0)], y: Annotated[int, PathParam(ge=0)],
-             v: Annotated[str | None, Query(max_length=40, description="results version (cache key)")] = None
-             ) -> Response:
-        """Features ``pid``, ``crop``, ``s2_obs``, ``s2_clear``, ``last_clear`` (day of the
-        year), ``quarantined`` of the parcels in the tile; see docs/analyst-api.md. The first
-        tile of a year whose summary is missing or stale starts its refresh in the background;
-        meanwhile tiles use the previous summary, or compute the attributes live."""
-        cfg = aoi_cfg(aoi)
-        if x >= 2 ** z or y >= 2 ** z:
-            raise BadRequest(f"x, y: tile {z}/{x}/{y} is outside the zoom-{z} pyramid")
-        meta = info(cfg)
-        if z < meta["min_zoom"]:
-            raise BadRequest(f"z: parcels of AOI {cfg.name} are drawn from zoom {meta['min_zoom']} on")
-        ensure_summary(cfg, year, meta)
-        live = year not in meta["summaries"]
-        ver = tile_version(meta, year)
-        etag = f'"{ver}-{year}-{z}-{x}-{y}"'
-        headers = {"ETag": etag, "Cache-Control": "private, max-age=86400, immutable" if v == ver
-                   else "private, no-cache"}
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        key = (cfg.name, ver, year, z, x, y)
-        data = cache.get(key)
-        headers["X-CBM-Cache"] = "hit" if data is not None else "miss"
-        if data is None:
-            if meta["bounds"] is None:
-                data = b""
-            else:
-                data = read(cfg, viewer.parcel_tile, z, x, y, year, meta["srid"], meta["bounds"], live=live)
-            cache.put(key, data)
-        return Response(data, media_type="application/vnd.mapbox-vector-tile", headers=headers)
+State = Annotated[ViewerState, Depends(viewer_state)]
+Aoi = Annotated[str, Query(pattern=AOI_PATTERN, max_length=63, description="AOI name")]
+_ERROR = {"content": {"application/json": {"schema": {
+    "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}
+router = APIRouter(tags=["viewer"], responses={
+    400: {**_ERROR, "description": "invalid parameter (the detail names it)"},
+    404: {**_ERROR, "description": "unknown AOI"},
+    503: {**_ERROR, "description": "database unavailable or query over its time limit"}})
 
-    return router
+
+# ------------------------------------------------------------- the page
+@router.get("", include_in_schema=False)
+def viewer_root() -> Response:
+    return RedirectResponse("viewer/", status_code=307)
+
+
+@router.get("/", include_in_schema=False)
+def page() -> Response:
+    index = dist_dir() / "index.html"
+    if not index.is_file():
+        return PlainTextResponse(
+            f"the parcel viewer is not built ({index} is missing): run `make viewer` "
+            "(npm ci && npm run build in web/viewer) or set CBM_VIEWER_DIST", status_code=503)
+    return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/assets/{name}", include_in_schema=False)
+def asset(name: str) -> Response:
+    path = dist_dir() / "assets" / name
+    if not _ASSET.match(name) or not path.is_file():
+        return PlainTextResponse(f"no viewer asset {name[:80]!r}", status_code=404)
+    return FileResponse(path, media_type=_TYPES.get(path.suffix, "application/octet-stream"),
+                        headers={"Cache-Control": "no-cache"})
+
+
+# ------------------------------------------------------------- JSON for the page
+@router.get("/api/aois", summary="The AOIs the viewer can open")
+def list_aois(api: Api) -> list[dict[str, str]]:
+    try:
+        cfgs = api.aois()
+    except ConfigError as exc:
+        raise BadRequest(f"AOI configuration: {exc}") from None
+    return [{"name": c.name, "description": c.description} for c in cfgs.values()]
+
+
+@router.get("/api/aoi", summary="One AOI for the viewer: extent, years, crops, bands, results version")
+def one_aoi(api: Api, state: State, aoi: Aoi) -> JSONResponse:
+    """See ``cbm_ops.analyst.viewer.aoi_info``; ``tile_versions`` per year, the summaries being
+    refreshed and the last refresh errors."""
+    cfg = api.aoi_cfg(aoi)
+    meta = state.info(cfg)
+    out = {**meta, "tile_versions": {y: state.tile_version(meta, int(y)) for y in meta["years"]},
+           "refreshing": sorted(y for (name, y) in state.running if name == cfg.name),
+           "summary_errors": {y: msg for (name, y), msg in state.failures.items() if name == cfg.name}}
+    return JSONResponse(out, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/outline", summary="AOI outline (GeoJSON geometry, EPSG:4326)")
+def aoi_outline(api: Api, aoi: Aoi) -> JSONResponse:
+    return JSONResponse(api.run(aoi, viewer.outline))
+
+
+@router.get("/api/cache", summary="Tile cache counters of this process")
+def cache_stats(state: State) -> dict[str, int]:
+    return state.cache.stats()
+
+
+# ------------------------------------------------------------- tiles
+@router.get("/tiles/{year}/{z}/{x}/{y}.pbf", summary="Vector tile of the AOI's parcels (MVT)",
+            response_class=Response,
+            responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}},
+                             "description": "Mapbox Vector Tile, layer 'parcels'"}})
+def tile(api: Api, state: State, request: Request, aoi: Aoi,
+         year: Annotated[int, PathParam(ge=analyst.YEAR_RANGE[0], le=analyst.YEAR_RANGE[1])],
+         z: Annotated[int, PathParam(ge=0, le=viewer.MAX_ZOOM)],
+         x: Annotated[int, PathParam(ge=0)], y: Annotated[int, PathParam(ge=0)],
+         v: Annotated[str | None, Query(max_length=40, description="results version (cache key)")] = None
+         ) -> Response:
+    """Features ``pid``, ``crop``, ``s2_obs``, ``s2_clear``, ``last_clear`` (day of the
+    year), ``quarantined`` of the parcels in the tile; see docs/analyst-api.md. The first
+    tile of a year whose summary is missing or stale starts its refresh in the background;
+    meanwhile tiles use the previous summary, or compute the attributes live."""
+    cfg = api.aoi_cfg(aoi)
+    if x >= 2 ** z or y >= 2 ** z:
+        raise BadRequest(f"x, y: tile {z}/{x}/{y} is outside the zoom-{z} pyramid")
+    meta = state.info(cfg)
+    if z < meta["min_zoom"]:
+        raise BadRequest(f"z: parcels of AOI {cfg.name} are drawn from zoom {meta['min_zoom']} on")
+    state.ensure_summary(cfg, year, meta)
+    ver = state.tile_version(meta, year)
+    etag = f'"{ver}-{year}-{z}-{x}-{y}"'
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400, immutable" if v == ver
+               else "private, no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    key = (cfg.name, ver, year, z, x, y)
+    data = state.cache.get(key)
+    headers["X-CBM-Cache"] = "hit" if data is not None else "miss"
+    if data is None:
+        data = b"" if meta["bounds"] is None else state.read(
+            cfg, viewer.parcel_tile, z, x, y, year, meta["srid"], meta["bounds"], live=year not in meta["summaries"])
+        state.cache.put(key, data)
+    return Response(data, media_type="application/vnd.mapbox-vector-tile", headers=headers)

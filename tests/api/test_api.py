@@ -104,7 +104,8 @@ def _schema():
         # tstype, a polygon string that is no WKT/GeoJSON or is too large, a date string that is
         # no date, a chip size above CBM_CHIPS_MAX_SIZE_M, more chips than allowed, a viewer tile outside
         # its zoom's pyramid
-        "operations": [{"include-path-regex": "parcelTimeSeries|parcelsByPolygon|parcelByPolygon|[cC]hip|background|viewer/tiles",
+        "operations": [{"include-path-regex":
+                        "parcelTimeSeries|parcelsByPolygon|parcelByPolygon|[cC]hip|background|viewer/tiles",
                         "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]}}}],
     })
     return schemathesis.openapi.from_asgi("/openapi.json", APP, config=config)   # reads only the schema
