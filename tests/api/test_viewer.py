@@ -447,9 +447,10 @@ def test_page_map_click_chart_and_search(page, server, sample, db_url, tmp_path)
         s1 = c.execute(f"""SELECT count(*) FROM "{cfg.schema}".parcel_observations WHERE pid = %s AND card = 'bs'
                            AND 'VVb' = ANY(bands)""", (pid,)).fetchone()[0]
         maize = {r[0] for r in c.execute(f"SELECT ogc_fid FROM \"{cfg.schema}\".parcels WHERE ct_name = 'Maize'")}
-    # the peers the API gives (same crop within 1 km, its rule), highlighted on the map
+    # the peers the API gives (same crop within 1 km, every size: min_area 0), highlighted on the map
     peers = set(requests.get(f"http://127.0.0.1:{server}/query/parcelPeers", auth=(USER, PASSWORD), timeout=30,
-                             params={"aoi": cfg.name, "pid": pid, "distance": 1000, "max": 50}).json()["pids"])
+                             params={"aoi": cfg.name, "pid": pid, "distance": 1000, "max": 50,
+                                     "min_area": 0}).json()["pids"])
     assert counts["NDVI cloud-free (SCL)"] == clear and counts["NDVI cloudy (SCL 3, 8-11)"] == cloudy
     assert counts["S1 VV (dB)"] == s1 and clear + cloudy > 0 and s1 > 0
     b.wait_for("document.getElementById('chart').getBoundingClientRect().height > 200")
