@@ -93,6 +93,18 @@ class MountStore:
         if not self.root.is_dir():
             raise FileNotFoundError(f"store root {self.root} is not a directory (is /eodata mounted?)")
 
+    def available(self) -> bool:
+        """Whether the store is there: its root is a directory with something in it.
+
+        An unmounted /eodata leaves its empty mount point, a failed network mount raises
+        an OSError: either way no product is missing, the whole store is.
+        """
+        try:
+            with os.scandir(self.root) as it:
+                return next(it, None) is not None
+        except OSError:
+            return False
+
     @contextmanager
     def product(self, rel: str) -> Iterator[_MountProduct]:
         path = self.root / rel
@@ -149,6 +161,10 @@ class S3Store:
             "s3", endpoint_url=endpoint_url or os.environ.get("CBM_S3_ENDPOINT_URL"),
             config=Config(retries={"max_attempts": 8, "mode": "adaptive"}),
             **(credentials or {}))
+
+    def available(self) -> bool:
+        """Always True: boto3 retries an unreachable endpoint itself (adaptive mode)."""
+        return True
 
     @contextmanager
     def product(self, rel: str) -> Iterator[_S3Product]:
