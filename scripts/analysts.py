@@ -54,6 +54,7 @@ def build_aoi(url: str, cfg, *, n_parcels: int = N_PARCELS, datatakes: int = DAT
     """
     import shapely
     from bench_rasterize import write_gpkg
+    from psycopg import sql
     from pyproj import Transformer
     from synthetic_parcels import TILE_BOUNDS, make_parcels
 
@@ -89,9 +90,10 @@ def build_aoi(url: str, cfg, *, n_parcels: int = N_PARCELS, datatakes: int = DAT
     with cdb.transaction(url) as conn:
         upsert(conn, cfg.schema, recs, HarvestReport())
         enqueue(conn, cfg)
-        obsids = [r[0] for r in conn.execute(f"SELECT id FROM {cfg.schema}.dias_catalogue ORDER BY id")]
-        pids = np.array(sorted(r[0] for r in conn.execute(f"SELECT ogc_fid FROM {cfg.schema}.parcels")),
-                        dtype=np.int32)
+        schema = sql.Identifier(cfg.schema)
+        obsids = [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}.dias_catalogue ORDER BY id").format(schema))]
+        pids = np.array(sorted(r[0] for r in conn.execute(sql.SQL("SELECT ogc_fid FROM {}.{}").format(
+            schema, sql.Identifier(cfg.parcels.table)))), dtype=np.int32)
     rng = np.random.default_rng(seed)
     n_sigs = n_hists = 0
     for obsid in obsids:
@@ -103,18 +105,18 @@ def build_aoi(url: str, cfg, *, n_parcels: int = N_PARCELS, datatakes: int = DAT
             stats.append(s.astype(np.float64))
         with cdb.transaction(url) as conn:
             n_sigs += copy_sigs(conn, cfg.schema, part.sigs, pids, obsid, BANDS, stats)
-            with conn.cursor().copy(f"COPY {cfg.schema}.{part.hists} (pid, obsid, hist) FROM STDIN") as cp:
+            with conn.cursor().copy(sql.SQL("COPY {}.{} (pid, obsid, hist) FROM STDIN").format(
+                    schema, sql.Identifier(part.hists))) as cp:
                 for p, c in zip(pids.tolist(), rng.integers(0, 30, pids.size).tolist(), strict=True):
                     cp.write_row((p, obsid, json.dumps({"4": 100 - c, "9": c} if c else {"4": 100})))
             n_hists += pids.size
-            conn.execute(f"""UPDATE {cfg.schema}.scene_stages SET status = 'extracted', rows = 0
-                             WHERE obsid = %s""", (obsid,))
+            conn.execute(sql.SQL("UPDATE {}.scene_stages SET status = 'extracted', rows = 0 WHERE obsid = %s"
+                                 ).format(schema), (obsid,))
     with cdb.transaction(url) as conn:
-        conn.execute(f"UPDATE {cfg.schema}.dias_catalogue SET status = 'extracted'")
-        conn.execute(f"ANALYZE {cfg.schema}.dias_catalogue")
+        conn.execute(sql.SQL("UPDATE {}.dias_catalogue SET status = 'extracted'").format(schema))
     with cdb.connect(url, autocommit=True) as conn:
-        conn.execute(f"ANALYZE {cfg.schema}.sigs")
-        conn.execute(f"ANALYZE {cfg.schema}.hists")
+        for table in ("dias_catalogue", "sigs", "hists"):
+            conn.execute(sql.SQL("ANALYZE {}.{}").format(schema, sql.Identifier(table)))
     return {"parcels": rep.parcels, "scenes": len(obsids), "sigs_rows": n_sigs, "hists_rows": n_hists,
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -131,7 +133,8 @@ async def _run(url: str, user: str, password: str, aoi: str, pids: list[int], cl
                duration: float, seed: int) -> dict[str, Any]:
     import httpx
 
-    rnd = random.Random(seed)
+    # simulated analysts' choices and think times, not secrets
+    rnd = random.Random(seed)  # nosec B311
     lat: list[float] = []
     errors: list[str] = []
     rows = 0

@@ -39,6 +39,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +47,6 @@ import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack as stack_mod  # noqa: E402
@@ -62,8 +62,11 @@ CONTROL_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 PORTS = {"api": 8080, "redis": 6379, "metadata_db": 5432, "results_db": 5433, "worker_logs": 8793,
          "scheduler_health": 8974, "triggerer_logs": 8794}
 HOST_OCTET = {CONTROL: 10, "worker1": 11, "worker2": 12}
-TMP_SIZE = {CONTROL: "512m", "worker1": "256m", "worker2": "256m"}
-NSENTER = ["nsenter", "--net", "--mount", "--uts"]
+# A worker's local disk (AIRFLOW_HOME, task logs, /tmp): a tmpfs of this size, its own; the
+# control host keeps its files (database clusters) in <state>/hosts/control.
+DISK_SIZE = {CONTROL: "", "worker1": "256m", "worker2": "256m"}
+IP = shutil.which("ip") or "/usr/sbin/ip"
+NSENTER = [shutil.which("nsenter") or "/usr/bin/nsenter", "--net", "--mount", "--uts"]
 
 
 # ---------------------------------------------------------------------------- network
@@ -91,7 +94,7 @@ class Net:
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(["ip", *args], capture_output=True, text=True)
+    res = subprocess.run([IP, *args], capture_output=True, text=True)
     if check and res.returncode != 0:
         raise StackError(f"ip {' '.join(args)}: {res.stderr.strip()}")
     return res
@@ -111,7 +114,9 @@ def net_up() -> Net:
     if not free:
         raise StackError("no free 10.213.N.0/24 subnet")
     tag = f"cbh{secrets.token_hex(2)}"
-    net = Net(tag=tag, subnet=f"10.213.{random.choice(free)}", bridge=f"{tag}-br")
+    # the choice of a free subnet is no secret
+    subnet = f"10.213.{random.choice(free)}"  # nosec B311
+    net = Net(tag=tag, subnet=subnet, bridge=f"{tag}-br")
     try:
         _ip("link", "add", net.bridge, "type", "bridge")
         _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
@@ -232,9 +237,14 @@ HOST_SETUP = textwrap.dedent(r"""
     set -euo pipefail
     hostname "$H_NAME"
     own="$H_STATE/hosts/$H_NAME"
-    mount -t tmpfs -o "size=$H_TMP_SIZE,mode=1777" "cbm-$H_NAME-tmp" /tmp
+    mount -t tmpfs -o size=16m,mode=700 "cbm-$H_NAME-staging" /tmp
     mkdir /tmp/.own /tmp/.aois
-    mount --bind "$own" /tmp/.own
+    if [ -n "$H_DISK_SIZE" ]; then
+      # a worker's local disk: AIRFLOW_HOME, task logs and /tmp (its scratch space), this big
+      mount -t tmpfs -o "size=$H_DISK_SIZE,mode=755" "cbm-$H_NAME-disk" /tmp/.own
+    else
+      mount --bind "$own" /tmp/.own
+    fi
     mount --bind -o ro "$H_AOIS" /tmp/.aois
     if [ -n "$H_STORE" ]; then mkdir /tmp/.store; mount --bind -o ro "$H_STORE" /tmp/.store; fi
     mount --bind -o ro "$H_STATE/etc-hosts" /etc/hosts
@@ -246,6 +256,10 @@ HOST_SETUP = textwrap.dedent(r"""
     if [ -n "$H_STORE" ]; then mount --move /tmp/.store "$H_STATE/eodata"; rmdir /tmp/.store; fi
     rmdir /tmp/.own /tmp/.aois
     mount -o remount,ro "$H_STATE"
+    umount /tmp
+    mkdir -p "$own/tmp" "$own/airflow-home" "$own/logs"
+    chmod 1777 "$own/tmp"
+    mount --bind "$own/tmp" /tmp
     echo ready
     exec sleep infinity
 """)
@@ -319,10 +333,10 @@ class HostsStack(stack_mod.Stack):
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(PORTS["triggerer_logs"]),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(PORTS["worker_logs"]),
             "AIRFLOW_CONN_CBM_DB": self.results_url,
-            "NUMBA_CACHE_DIR": str(home / "numba-cache"),
-            "TMPDIR": "/tmp",
             "HOME": str(home),
         })
+        # the host's own tmpfs, in its mount namespace
+        env["TMPDIR"] = "/tmp"  # nosec B108
         if host != CONTROL:           # workers need no login file; keep it off their environment
             env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", None)
         env.update(self.overrides)
@@ -333,7 +347,7 @@ class HostsStack(stack_mod.Stack):
         deploy/airflow.env (the file docs/deployment.md installs on a worker VM)."""
         shared = stack_mod.settings()
         env = self.env(host if host != CONTROL else None)
-        keep = {k: v for k, v in env.items() if (k.startswith(("AIRFLOW", "CBM_")) or k == "NUMBA_CACHE_DIR")
+        keep = {k: v for k, v in env.items() if k.startswith(("AIRFLOW", "CBM_"))
                 and shared.get(k) != v}
         f = self.host_dir(host) / "host.env"
         f.touch(mode=0o600)
@@ -347,10 +361,10 @@ class HostsStack(stack_mod.Stack):
         net = self.network
         self.host_dir(host).mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "H_NAME": host,
-               "H_STATE": str(self.dir), "H_AOIS": self.aoi_dir, "H_TMP_SIZE": TMP_SIZE[host],
+               "H_STATE": str(self.dir), "H_AOIS": self.aoi_dir, "H_DISK_SIZE": DISK_SIZE[host],
                "H_STORE": self.store if host in WORKERS else ""}
         log = open(self.component_log(f"host-{host}"), "ab")
-        proc = subprocess.Popen(["ip", "netns", "exec", net.ns(host), "unshare", "--mount", "--uts",
+        proc = subprocess.Popen([IP, "netns", "exec", net.ns(host), "unshare", "--mount", "--uts",
                                  "--propagation", "private", "bash", "-c", HOST_SETUP],
                                 env=env, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -625,11 +639,10 @@ def stop(state_dir: Path = DEFAULT_STATE, *, quiet: bool = False) -> None:
                 except RuntimeError:
                     pass
         for h in HOST_NAMES:
-            if h in st.anchors or True:
-                try:
-                    st.kill_machine(h)
-                except FileNotFoundError:
-                    pass
+            try:
+                st.kill_machine(h)
+            except FileNotFoundError:      # namespace already gone
+                pass
     finally:
         net_down(st.network)
         for db in (st.results_db, st.metadata_db):
