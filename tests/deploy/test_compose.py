@@ -409,4 +409,5 @@ def test_redis_asks_for_a_password():
     assert REF_ONLY_RE.match(pw), cmd
     for name in AIRFLOW_COMPONENTS:
         url = env(name)["AIRFLOW__CELERY__BROKER_URL"]
-        assert URL_CREDENTIALS_RE.findall(url) == [pw], url
+        assert URL_CREDENTIALS_RE.findall(url) == ["${REDIS_PASSWORD}"], url
+    assert pw.startswith("${REDIS_PASSWORD:?"), pw          # Compose refuses to start without it
