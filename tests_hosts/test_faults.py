@@ -98,6 +98,57 @@ def recover(api, db, schema: str, rid: str, t_end: float, *, limit: float = RECO
     return out
 
 
+class Timeline:
+    """Changes of a schema's scene_stages and of the workers' database sessions, polled
+    every 0.25 s from its own connection while a scenario runs (kept in scenarios.json)."""
+
+    def __init__(self, url: str, schema: str):
+        import threading
+
+        self.url, self.schema, self.events = url, schema, []
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def mark(self, what: str) -> None:
+        self.events.append((round(time.monotonic() - self.t0, 2), "test", what))
+
+    def _run(self) -> None:
+        import psycopg
+
+        last_st: dict = {}
+        last_sess: dict = {}
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    while not self._stop.is_set():
+                        now = round(time.monotonic() - self.t0, 2)
+                        st = {(r[0], r[1]): r[2:] for r in conn.execute(
+                            f"SELECT obsid, stage, status, attempts, split_part(lease_owner, '@', 2) "
+                            f"FROM {self.schema}.scene_stages")}
+                        for k, v in st.items():
+                            if last_st.get(k) != v and last_st:
+                                self.events.append((now, f"{k[0]}/{k[1]}", " ".join(map(str, v))))
+                        last_st = st
+                        sess = {r[0]: r[1:] for r in conn.execute(
+                            "SELECT pid, state, client_addr::text, left(query, 40) FROM pg_stat_activity "
+                            "WHERE application_name = 'cbm-airflow worker'")}
+                        for k in set(sess) | set(last_sess):
+                            if sess.get(k) != last_sess.get(k):
+                                self.events.append((now, f"session {k}", " ".join(map(str, sess.get(k) or ("gone",)))))
+                        last_sess = sess
+                        time.sleep(0.25)
+            except Exception as exc:  # noqa: BLE001 - the server may be restarting
+                self.events.append((round(time.monotonic() - self.t0, 2), "monitor", type(exc).__name__))
+                time.sleep(0.5)
+
+    def stop(self) -> list:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return [" ".join(map(str, e)) for e in self.events]
+
+
 def assert_recovered(out: dict, schema: str) -> None:
     assert out["run_state"] == "success", out
     assert set(out["stage_status"]) <= {"extracted", "No parcels"}, out["stage_status"]
@@ -146,15 +197,19 @@ def test_0_clean_run_on_both_worker_hosts_with_logs_in_the_ui(stack, api, db, re
 # ----------------------------------------------------------------------------- faults
 def test_1_worker_link_down_90s_mid_batch(stack, api, db, record):
     s = "hosts_link"
+    tl = Timeline(stack.results_url_here, s)
     rid = trigger(api, s)
     stage, victim = mid_batch(db, s)
     stack.link(victim, up=False)
+    tl.mark(f"link of {victim} down")
     t_down = time.monotonic()
     time.sleep(90)
     stack.link(victim, up=True)
+    tl.mark(f"link of {victim} up")
     t_end = time.monotonic()
     out = recover(api, db, s, rid, t_end)
-    record("1_link_down_90s", {"victim": victim, "stage": stage, "fault_s": round(t_end - t_down, 1), **out})
+    record("1_link_down_90s", {"victim": victim, "stage": stage, "fault_s": round(t_end - t_down, 1), **out,
+                               "timeline": tl.stop()})
     assert_recovered(out, s)
 
 
@@ -252,8 +307,9 @@ def test_6_results_db_restarted_during_a_copy(stack, api, db, record):
         copying = None
         while copying is None:
             assert time.monotonic() < deadline, "the COPY of the held scene never started"
-            copying = db.execute("""SELECT pid, left(query, 60), wait_event_type FROM pg_stat_activity
-                                    WHERE query LIKE 'COPY %%' AND state = 'active'""").fetchone()
+            copying = db.execute(r"""SELECT pid, wait_event_type, substring(query from 'COPY [^(]*')
+                                    FROM pg_stat_activity
+                                    WHERE query ~ '^(--[^\n]*\n)*\s*COPY ' AND state = 'active'""").fetchone()
             time.sleep(0.1)
         t0 = time.monotonic()
         stack.results.restart()
@@ -296,9 +352,16 @@ def test_7_scene_store_unavailable_60s(stack, api, db, record):
 
 
 def test_8_worker_scratch_full(stack, api, db, record):
+    """A worker host's disk (its /tmp, AIRFLOW_HOME and task logs: a 256 MB tmpfs) is full
+    for 30 s mid-batch. Airflow's task supervisor cannot write the task log and fails every
+    try that lands there (Celery gives the retries to the free slot, which is on that host):
+    the run fails by name, and what its batches did not do is still pending, nothing half
+    written. The operator's remedy, applied here at once when the fault ends: free the disk,
+    clear the failed tasks with their downstream (UI: Clear, "Only failed" + "Downstream")."""
     s = "hosts_scratch"
+    d = f"cbm_{s}"
     rid = trigger(api, s)
-    stage, victim = mid_batch(db, s)
+    stage, victim = mid_batch(db, s, stage="bs")
     fill = f"{stack.host_dir(victim)}/tmp/fill"
     res = stack.in_host(victim, "dd", "if=/dev/zero", f"of={fill}", "bs=1M", check=False)
     assert "No space left" in res.stderr, res.stderr
@@ -307,9 +370,28 @@ def test_8_worker_scratch_full(stack, api, db, record):
     time.sleep(30)
     stack.in_host(victim, "rm", "-f", fill)
     t_end = time.monotonic()
+    run = api.wait_run(d, rid, timeout=300)
+    tis = api.task_instances(d, rid)
+    failed = sorted(f"{t['task_id']}[{t['map_index']}]" for t in tis if t["state"] == "failed")
+    status = stage_status(db, s)
+    named = {"run_state": run["state"], "failed_tasks": failed, "stage_status_before_remedy": status,
+             "enospc_in_worker_log": "No space left on device" in stack.component_log(victim).read_text(
+                 errors="replace")}
+    remedy = None
+    if run["state"] == "failed":
+        # the named outcome: the run failed naming its tasks, no scene in progress, no partial rows
+        assert failed and "verdict[-1]" in failed, failed
+        assert "inprogress" not in status and set(status) <= {"extracted", "No parcels", "ingested"}, status
+        sigs, hists = rows(db, s)
+        assert sigs <= CLEAN["sigs"] and hists <= CLEAN["hists"]            # what is there is right
+        assert named["enospc_in_worker_log"]
+        remedy = (f"free the disk of {victim}, then clear the failed tasks of the run with their downstream: "
+                  f"airflow tasks clear {d} --only-failed --downstream -y (UI: Clear)")
+        api.post(f"/dags/{d}/clearTaskInstances", {"dry_run": False, "dag_run_id": rid, "only_failed": True,
+                                                    "include_downstream": True, "reset_dag_runs": True})
     out = recover(api, db, s, rid, t_end)
     record("8_worker_scratch_full", {"victim": victim, "stage": stage, "df_during": df,
-                                     "fault_s": round(t_end - t0, 1), **out})
+                                     "fault_s": round(t_end - t0, 1), **named, "remedy": remedy, **out})
     assert_recovered(out, s)
 
 
