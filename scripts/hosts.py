@@ -13,7 +13,9 @@ own mount and UTS namespaces (own host name, /etc/hosts, /tmp, AIRFLOW_HOME, log
   (8080, 6379, 5432, 5433);
 * ``worker1``, ``worker2`` (.11, .12): one Celery worker each, with Airflow's worker log
   server on 8793 (the api-server fetches their task logs from there), and the scene store
-  mounted read-only. Their /tmp (scratch) is a small tmpfs of their own.
+  mounted read-only. Their disk (AIRFLOW_HOME, task logs, /tmp) is a small tmpfs of their own.
+
+Every Airflow component runs under a restart loop (docker-compose's ``restart: always``).
 
 The hosts are joined by veth pairs on a bridge; the bridge's own address (.1) is the
 operator's machine (this process, the tests, a browser). The hosts have no route
@@ -265,6 +267,21 @@ HOST_SETUP = textwrap.dedent(r"""
 """)
 
 
+# docker-compose restarts every Airflow service that exits (`restart: always`), a VM's service
+# manager does the same (systemd `Restart=always`): the scheduler, for one, exits when the
+# metadata database restarts under it. Each component runs under this loop on its host.
+RESTART_LOOP = textwrap.dedent(r"""
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
+    while :; do
+      "$@" &
+      child=$!
+      wait "$child"
+      echo "[restart: always] $2 exited with status $?; starting it again in 5 s"
+      sleep 5
+    done
+""")
+
+
 @dataclass
 class HostsStack(stack_mod.Stack):
     """A started multi-host stack, recorded in ``<state_dir>/stack.json``."""
@@ -389,6 +406,7 @@ class HostsStack(stack_mod.Stack):
         cwd = self.host_dir(host)
         with open(self.component_log(name), "ab") as log:
             proc = subprocess.Popen([*NSENTER, "--target", str(self.anchors[host]), "--wd=" + str(cwd), "--",
+                                     shutil.which("bash") or "/bin/bash", "-c", RESTART_LOOP, "restart-always",
                                      stack_mod.AIRFLOW, *args], env=self.env(name), stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pids[name] = proc.pid
@@ -501,10 +519,21 @@ class HostsStack(stack_mod.Stack):
         """Set the bridge side of a host's link down (no packet in or out) or up again."""
         _ip("link", "set", self.network.veth(host), "up" if up else "down")
 
-    def restart_component(self, name: str) -> None:
-        self.terminate(name)
-        self.spawn(name)
-        self.save()
+    def kill_component(self, name: str) -> list[int]:
+        """SIGKILL a component's processes (not its restart loop, which starts it again)."""
+        import psutil
+
+        try:
+            kids = psutil.Process(self.pids[name]).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        for p in kids:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(kids, timeout=10)
+        return sorted(p.pid for p in kids)
 
     def terminate_all(self, timeout: float = 20) -> None:
         super().terminate_all(timeout)
