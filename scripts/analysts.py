@@ -56,7 +56,7 @@ def build_aoi(url: str, cfg, *, n_parcels: int = N_PARCELS, datatakes: int = DAT
     from bench_rasterize import write_gpkg
     from psycopg import sql
     from pyproj import Transformer
-    from synthetic_parcels import TILE_BOUNDS, make_parcels
+    from synthetic_parcels import extent_for, make_parcels
 
     from cbm_ops import db as cdb
     from cbm_ops.catalogue import HarvestReport, SceneRecord, enqueue, upsert
@@ -65,8 +65,9 @@ def build_aoi(url: str, cfg, *, n_parcels: int = N_PARCELS, datatakes: int = DAT
     from cbm_ops.writer import copy_sigs
 
     t0 = time.perf_counter()
-    x0, _, _, y1 = TILE_BOUNDS
-    geoms = make_parcels(n_parcels, (x0, y1 - 9000.0, x0 + 9000.0, y1), seed=seed)
+    bounds = extent_for(n_parcels, share=0.5)
+    x0, y0, x1, y1 = bounds
+    geoms = make_parcels(n_parcels, bounds, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         gpkg = Path(tmp) / "parcels.gpkg"
         write_gpkg(gpkg, geoms)
@@ -74,7 +75,7 @@ def build_aoi(url: str, cfg, *, n_parcels: int = N_PARCELS, datatakes: int = DAT
         cfg = cfg.model_copy(update={"parcels": cfg.parcels.model_copy(update={"source": str(gpkg)})})
         rep = import_parcels(url, cfg)
     tr = Transformer.from_crs(32631, 4326, always_xy=True)
-    box = shapely.box(x0 - 1000, y1 - 10000, x0 + 10000, y1 + 1000)
+    box = shapely.box(x0 - 1000, y0 - 1000, x1 + 1000, y1 + 1000)
     fp = shapely.transform(shapely.segmentize(box, 1000), lambda xy: np.column_stack(tr.transform(*xy.T)))
     fp_wkt = shapely.multipolygons([fp]).wkt
     recs = []

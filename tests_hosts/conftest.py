@@ -85,10 +85,32 @@ def api(stack):
     return stack.api
 
 
+class Db:
+    """The results database for the tests' own queries (autocommit), reconnecting once when
+    a scenario restarted the server under it."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, *args, **kw):
+        try:
+            return self.conn.execute(*args, **kw)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            if not self.conn.closed and not self.conn.broken:
+                raise
+            self.conn = psycopg.connect(self.url, autocommit=True)
+            return self.conn.execute(*args, **kw)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 @pytest.fixture(scope="session")
 def db(stack):
-    with psycopg.connect(stack.results_url_here, autocommit=True) as conn:
-        yield conn
+    d = Db(stack.results_url_here)
+    yield d
+    d.close()
 
 
 class Scenarios:

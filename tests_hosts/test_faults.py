@@ -326,11 +326,7 @@ def test_6_results_db_restarted_during_a_copy(stack, api, db, record):
             blocker.close()
         except Exception:  # noqa: BLE001 - the server was restarted under it
             pass
-    db_url = stack.results_url_here
-    import psycopg as pg
-
-    with pg.connect(db_url, autocommit=True) as db2:
-        out = recover(api, db2, s, rid, t_end)
+    out = recover(api, db, s, rid, t_end)
     record("6_results_db_restarted_during_copy", {"copy_seen": list(copying), "held_scene": ref,
                                                   "fault_s": round(t_end - t0, 1), **out})
     assert_recovered(out, s)

@@ -53,7 +53,7 @@ def test_the_api_refuses_anonymous_requests(stack, path):
 
 def test_the_api_answers_a_logged_in_analyst(stack, api):
     r = api.session.get(f"{stack.url}/cbm/query/parcelById", params={"aoi": "hosts_clean", "pid": 1}, timeout=30)
-    assert r.status_code == 200 and r.json()["pid"] == [1], r.text[:300]
+    assert r.status_code == 200 and r.json()["ogc_fid"] == [1], r.text[:300]
 
 
 def test_worker_log_servers_refuse_requests_without_a_signed_token(stack):
