@@ -8,8 +8,8 @@
   LPIS-like parcels (scripts/synthetic_parcels.py), 125 Sentinel-2 datatakes of 3
   overlapping granules each (375 scenes), every parcel in every granule, 4 bands:
   9,000,000 ``sigs`` rows and 2,250,000 ``hists`` rows, written with the pipeline's own
-  catalogue, partition and COPY code (cbm_ops.catalogue, cbm_ops.partitions,
-  cbm_ops.writer).
+  catalogue, partition and COPY code (cbm_ops.harvest.catalogue, cbm_ops.db.partitions,
+  cbm_ops.extract.writer).
 * :func:`load`: ``analysts`` simulated analysts (httpx, asyncio), each with its own login
   token, each asking ``/cbm/query/parcelTimeSeries`` for a random parcel, then thinking an
   exponential time of mean ``think`` seconds (so 50 analysts at 2 s ask ~25 requests/s),
@@ -59,10 +59,12 @@ def build_aoi(url: str, cfg, *, n_parcels: int = N_PARCELS, datatakes: int = DAT
     from synthetic_parcels import extent_for, make_parcels
 
     from cbm_ops import db as cdb
-    from cbm_ops.catalogue import HarvestReport, SceneRecord, enqueue, upsert
+    from cbm_ops.db.partitions import ensure_partition
+    from cbm_ops.extract.writer import copy_sigs
+    from cbm_ops.harvest import HarvestReport, SceneRecord
+    from cbm_ops.harvest.catalogue import upsert
     from cbm_ops.parcels import import_parcels
-    from cbm_ops.partitions import ensure_partition
-    from cbm_ops.writer import copy_sigs
+    from cbm_ops.queue import enqueue
 
     t0 = time.perf_counter()
     bounds = extent_for(n_parcels, share=0.5)

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack as stack_mod  # noqa: E402
 from stack import ROOT, StackError  # noqa: E402
 
-from cbm_ops.devdb import TempPostgis, find_bindir  # noqa: E402
+from cbm_ops.db.devdb import TempPostgis, find_bindir  # noqa: E402
 
 DEFAULT_STATE = ROOT / "stack-output"
 CONTROL = "control"
@@ -166,7 +166,7 @@ def pids_in(ns: str) -> list[int]:
 # ---------------------------------------------------------------------------- databases
 @dataclass
 class HostPostgis(TempPostgis):
-    """A PostgreSQL cluster of the control host (cbm_ops.devdb's, run in its namespaces).
+    """A PostgreSQL cluster of the control host (cbm_ops.db.devdb's, run in its namespaces).
 
     Listens on the host's address only, password (SCRAM) logins over TCP; the Unix socket
     in the cluster directory (private to the control host) trusts its local users.
@@ -192,7 +192,7 @@ class HostPostgis(TempPostgis):
                                f"{res.stderr.strip() or res.stdout.strip()}")
 
     def _opts(self) -> str:
-        from cbm_ops.devdb import SERVER_SETTINGS
+        from cbm_ops.db.devdb import SERVER_SETTINGS
 
         return f"-p {self.port} -k {self.directory} -c listen_addresses={self.listen} {SERVER_SETTINGS}"
 

@@ -139,7 +139,8 @@ def _close_pools() -> None:
         if key[0] == os.getpid():
             try:
                 p.close(timeout=2.0)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - exiting anyway
+            # exiting anyway: a pool that cannot close cleanly must not mask the exit
+            except Exception:  # noqa: BLE001  # nosec B110
                 pass
     _POOLS.clear()
 

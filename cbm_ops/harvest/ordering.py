@@ -395,7 +395,9 @@ def _source_products(source: RestoSource, query: Query, card: str, start: dt.dat
         except (ValueError, TypeError, KeyError, shapely.errors.GEOSException):
             pass                   # the server filtered on the AOI already
         ident = s1_identity(ref)
-        assert ident is not None
+        if ident is None:          # matched the source pattern above, so never; counted if it happens
+            cp.not_source += 1
+            continue
         found.setdefault(ident, SourceProduct(ref, card, ident, t))
     cp.found = len(found)
     return found

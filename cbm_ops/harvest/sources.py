@@ -32,7 +32,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from urllib3.util.retry import Retry
 
 from ..config import AoiConfig, CatalogueConfig
-from ..errors import HarvestError
+from ..errors import ConfigError, HarvestError
 from .parsers import parse_atom, parse_file, parse_resto_json
 from .records import HarvestReport, Page, RawRecord, SceneRecord, SkippedRecord, _normalise_counted
 
@@ -261,7 +261,8 @@ def make_source(cfg: AoiConfig) -> OfflineSource | RestoSource:
     tol = dt.timedelta(hours=cfg.harvest.date_tolerance_hours)
     if cfg.catalogue.source == "offline":
         path = cfg.resolve(cfg.catalogue.path)
-        assert path is not None
+        if path is None:
+            raise ConfigError(f"AOI {cfg.name}: catalogue.source offline needs catalogue.path")
         return OfflineSource(path, date_tolerance=tol)
     return RestoSource(cfg.catalogue, date_tolerance=tol)
 
