@@ -58,7 +58,9 @@ class _Backoff:
                              f"{detail}") from None
         delay = min(2.0 ** self.n, 30.0)
         self.n += 1
-        log.warning("%s unreachable while %s (%s): retrying in %.0f s", self.what, what, detail, delay)
+        log.warning("%s while %s (%s): retrying in %.0f s",
+                    "database connection failed" if self.what == "database" else f"{self.what} unavailable",
+                    what, detail, delay)
         time.sleep(delay)
 
 
