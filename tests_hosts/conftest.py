@@ -7,7 +7,8 @@ clean run of that window, row for row.
 
 Test settings (environment overrides, as in tests_stack): a 20 s task heartbeat timeout
 (Airflow default 300 s; deploy/airflow.env 120 s) so that a dead worker's task is noticed
-quickly. State, component logs and ``scenarios.json`` (the measured figures) stay in
+quickly; in the AOI files, retries of extract tasks after 6 s and of the other tasks after
+30 s (defaults 30 s and 2 min). State, component logs and ``scenarios.json`` (the measured figures) stay in
 hosts-test-output/.
 """
 
@@ -42,7 +43,7 @@ def _aoi(name: str, **changes) -> dict:
     cfg = yaml.safe_load(DEMO.read_text())
     cfg.update(name=name, schema=name, description=f"multi-host test AOI {name} (copy of demo_flanders)",
                cards=["s2", "bs"], tags=["hosts-test"], schedule=None, max_active_runs=1, retries=2,
-               batch_size=20, extract_retry_delay_minutes=0.1)
+               batch_size=20, extract_retry_delay_minutes=0.1, retry_delay_minutes=0.5)
     cfg["bands"].pop("c6")
     cfg["maintenance"]["backup_dir"] = None
     cfg["store"] = {"kind": "mount", "root": str(STATE / "eodata")}    # the workers' read-only mount

@@ -356,15 +356,18 @@ def test_7_scene_store_unavailable_60s(stack, api, db, record):
 
 def test_8_worker_scratch_full(stack, api, db, record):
     """A worker host's disk (its /tmp, AIRFLOW_HOME and task logs: a 256 MB tmpfs) is full
-    for 30 s mid-batch. Airflow's task supervisor cannot write the task log and fails every
-    try that lands there (Celery gives the retries to the free slot, which is on that host):
-    the run fails by name, and what its batches did not do is still pending, nothing half
-    written. The operator's remedy, applied here at once when the fault ends: free the disk,
-    clear the failed tasks with their downstream (UI: Clear, "Only failed" + "Downstream")."""
+    for 30 s mid-batch. Airflow's task supervisor cannot write a task log there and fails
+    the try (ENOSPC in the worker's own log); a retry after the disk is free succeeds. When
+    every try of a task landed on the full host meanwhile (Celery gives retries to the free
+    slot, often on that host), the run fails naming it, and what its batches did not do is
+    still pending, nothing half written: then the operator's remedy, applied here at once
+    when the fault ends: free the disk, clear the failed tasks with their downstream (UI:
+    Clear, "Only failed" + "Downstream")."""
     s = "hosts_scratch"
     d = f"cbm_{s}"
     rid = trigger(api, s)
     stage, victim = mid_batch(db, s, stage="bs")
+    since = stack.component_log(victim).stat().st_size
     fill = f"{stack.host_dir(victim)}/tmp/fill"
     res = stack.in_host(victim, "dd", "if=/dev/zero", f"of={fill}", "bs=1M", check=False)
     assert "No space left" in res.stderr, res.stderr
@@ -378,8 +381,8 @@ def test_8_worker_scratch_full(stack, api, db, record):
     failed = sorted(f"{t['task_id']}[{t['map_index']}]" for t in tis if t["state"] == "failed")
     status = stage_status(db, s)
     named = {"run_state": run["state"], "failed_tasks": failed, "stage_status_before_remedy": status,
-             "enospc_in_worker_log": "No space left on device" in stack.component_log(victim).read_text(
-                 errors="replace")}
+             "enospc_in_worker_log": "No space left on device" in stack.component_log(victim).read_bytes()[
+                 since:].decode(errors="replace")}
     remedy = None
     if run["state"] == "failed":
         # the named outcome: the run failed naming its tasks, no scene in progress, no partial rows

@@ -56,6 +56,11 @@ def extraction_between(db, schema: str, t0: dt.datetime, t1: dt.datetime) -> dic
 
 def test_50_analysts_while_the_workers_extract(stack, api, db, aoi_9m, record):
     assert aoi_9m["sigs_rows"] == 9_000_000 and aoi_9m["hists_rows"] == 2_250_000
+    pids = list(range(1, aoi_9m["parcels"] + 1))
+    # for reference: one client, nothing else running on the stack
+    alone = analysts.load(stack.url, "admin", stack.password, LOAD_AOI, pids, analysts=1, think=0.0, duration=10)
+    record("9_load_test", {"single_client_idle_stack": alone})
+    assert alone["errors"] == 0 and alone["rows_per_answer"] == 500, alone
     d = "cbm_hosts_busy"
     api.patch(f"/dags/{d}", {"is_paused": False})
     run = api.trigger(d, {"start": AOIS["hosts_busy"]["start_date"].isoformat(), "end": "2018-12-01"})
@@ -64,7 +69,6 @@ def test_50_analysts_while_the_workers_extract(stack, api, db, aoi_9m, record):
                             AND stage = 'scl'""").fetchone():        # a stage is writing
         assert time.monotonic() < deadline, "the extraction did not start"
         time.sleep(1)
-    pids = list(range(1, aoi_9m["parcels"] + 1))
     now = lambda: db.execute("SELECT now()::timestamp").fetchone()[0]    # noqa: E731 - server clock
     t0 = now()
     res = analysts.load(stack.url, "admin", stack.password, LOAD_AOI, pids, analysts=50, think=2.0, duration=60)
