@@ -47,6 +47,7 @@ bench: venv
 HOSTS ?= 1
 STACK_PY := $(if $(filter 3,$(HOSTS)),scripts/hosts.py,scripts/stack.py)
 stack: venv
+	@$(if $(filter 3,$(HOSTS)),bash scripts/install-system-deps.sh --hosts,true)
 	$(PY) $(STACK_PY) start
 
 stack-stop: venv
@@ -59,6 +60,7 @@ test-stack: venv
 
 # The multi-host deployment's faults and the analysts' load test (about 15-20 min; root).
 test-hosts: venv
+	@bash scripts/install-system-deps.sh --hosts
 	$(PY) -m pytest tests_hosts $(PYTEST_ARGS)
 
 screenshots: venv

@@ -5,12 +5,16 @@
 # (the Celery broker of `make stack` / `make test-stack`).
 #   --chromium   also the Debian chromium package (`make screenshots` and the UI page test
 #                of `make test-stack`; not needed by `make test`)
+#   --hosts      also iproute2 and util-linux (`ip`, `unshare`, `nsenter`: the namespaces of
+#                `make stack HOSTS=3` / `make test-hosts`)
 set -euo pipefail
 
 with_chromium=0
+with_hosts=0
 for arg in "$@"; do
   case "$arg" in
     --chromium) with_chromium=1 ;;
+    --hosts) with_hosts=1 ;;
     *) echo "install-system-deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -30,6 +34,7 @@ missing() {  # print the packages of "$@" that dpkg does not know as installed
 
 want=(postgresql postgresql-contrib gdal-bin libgdal-dev python3-dev python3-venv g++ make redis-server)
 [ "$with_chromium" = 1 ] && want+=(chromium)
+[ "$with_hosts" = 1 ] && want+=(iproute2 util-linux)
 need=$(missing "${want[@]}")
 updated=0
 if [ -n "$need" ]; then
