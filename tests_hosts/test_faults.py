@@ -15,6 +15,7 @@ import datetime as dt
 import re
 import time
 
+import psycopg
 import pytest
 from conftest import HEARTBEAT_TIMEOUT_S, STATE
 from hosts import CONTROL, WORKERS
@@ -277,46 +278,34 @@ def test_5_metadata_db_restarted(stack, api, db, record):
 
 def test_6_results_db_restarted_during_a_copy(stack, api, db, record):
     """The COPY of one bs scene is held on a key conflict (an uncommitted row of the test's
-    with that scene's key) until PostgreSQL shows it waiting; then the server restarts."""
-    import psycopg
+    with that scene's key) until PostgreSQL shows it waiting; then the server restarts.
+    The AOI is harvested and its result partition created first (the CLI and the library,
+    as an operator would), so the row is in place before the run's worker gets there."""
+    from cbm_ops.cli import main as cli
+    from cbm_ops.config import load_aoi
+    from cbm_ops.db.partitions import ensure_partition
 
     s = "hosts_results"
-    target = db.execute(f"""SELECT c.id, c.reference FROM {s}.dias_catalogue c
-                            WHERE c.card = 'bs' AND c.obstime >= %s AND c.obstime < %s
-                            ORDER BY c.obstime, c.id OFFSET 2 LIMIT 1""", (START, END)).fetchone()
-    rid = None
-    blocker = psycopg.connect(stack.results_url_here)
+    aoi = str(STATE / "aois" / f"{s}.yaml")
+    url = stack.results_url_here
+    for args in (["import-parcels"], ["harvest", "--start", WINDOW["start"], "--end", WINDOW["end"]]):
+        assert cli([args[0], "--aoi", aoi, "--db-url", url, *args[1:]]) == 0
+    obsid, ref = db.execute(f"""SELECT c.id, c.reference FROM {s}.dias_catalogue c
+                                WHERE c.card = 'bs' AND c.obstime >= %s AND c.obstime < %s
+                                ORDER BY c.obstime, c.id OFFSET 2 LIMIT 1""", (START, END)).fetchone()
+    part = ensure_partition(url, load_aoi(aoi), obsid).sigs
+    pid = next(r[1] for r in CLEAN["sigs"] if r[0] == ref)
+    blocker = psycopg.connect(url)
     try:
-        if target is None:          # not harvested yet: the run harvests it; wait for it
-            rid = trigger(api, s)
-            deadline = time.monotonic() + 120
-            while target is None and time.monotonic() < deadline:
-                time.sleep(0.5)
-                target = db.execute(f"""SELECT c.id, c.reference FROM {s}.dias_catalogue c
-                                        WHERE c.card = 'bs' AND c.obstime >= %s AND c.obstime < %s
-                                        ORDER BY c.obstime, c.id OFFSET 2 LIMIT 1""", (START, END)).fetchone()
-        obsid, ref = target
-        pid = next(r[1] for r in CLEAN["sigs"] if r[0] == ref)
-        part = None
-        deadline = time.monotonic() + 120
-        while part is None and time.monotonic() < deadline:     # the partition the first write creates
-            part = db.execute(f"""SELECT sigs_table FROM {s}.result_partitions
-                                  WHERE lo <= %s AND %s < hi""", (obsid, obsid)).fetchone()
-            if part is None:
-                if rid is None:
-                    rid = trigger(api, s)
-                time.sleep(0.2)
-        blocker.execute(f"INSERT INTO {s}.{part[0]} (pid, obsid, band, count) VALUES (%s, %s, 'VVb', 1)",
-                        (pid, obsid))
-        if rid is None:
-            rid = trigger(api, s)
+        blocker.execute(f"INSERT INTO {s}.{part} (pid, obsid, band, count) VALUES (%s, %s, 'VVb', 1)", (pid, obsid))
+        rid = trigger(api, s)
         deadline = time.monotonic() + 300
         copying = None
         while copying is None:
             assert time.monotonic() < deadline, "the COPY of the held scene never started"
             copying = db.execute(r"""SELECT pid, wait_event_type, substring(query from 'COPY [^(]*')
-                                    FROM pg_stat_activity
-                                    WHERE query ~ '^(--[^\n]*\n)*\s*COPY ' AND state = 'active'""").fetchone()
+                                     FROM pg_stat_activity
+                                     WHERE query ~ '^(--[^\n]*\n)*\s*COPY ' AND state = 'active'""").fetchone()
             time.sleep(0.1)
         t0 = time.monotonic()
         stack.results.restart()
