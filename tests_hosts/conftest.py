@@ -7,7 +7,8 @@ clean run of that window, row for row.
 
 Test settings (environment overrides, as in tests_stack): a 20 s task heartbeat timeout
 (Airflow default 300 s; deploy/airflow.env 120 s) so that a dead worker's task is noticed
-quickly; in the AOI files, retries of extract tasks after 6 s and of the other tasks after
+quickly; a 60 s queued-task timeout (default 600 s; see test_faults.py, link down); in the
+AOI files, retries of extract tasks after 6 s and of the other tasks after
 30 s (defaults 30 s and 2 min). State, component logs and ``scenarios.json`` (the measured figures) stay in
 hosts-test-output/.
 """
@@ -31,9 +32,14 @@ import hosts as hosts_mod  # noqa: E402
 STATE = ROOT / "hosts-test-output"
 DEMO = ROOT / "include" / "aois" / "demo_flanders.yaml"
 HEARTBEAT_TIMEOUT_S = 20
+QUEUED_TIMEOUT_S = 60
 OVERRIDES = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    # a Celery message popped by a worker host's blocked BRPOP while its link is down is lost
+    # in flight; Airflow requeues a task queued this long (default 600 s)
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(QUEUED_TIMEOUT_S),
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
 }
 FAULTS = ("link", "kill", "redis", "sched", "meta", "results", "store", "scratch")
 LOAD_AOI = "hosts_analysts"
