@@ -6,10 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help sysdeps venv viewer test test-client test-stack stack stack-stop screenshots demo demo-ui demo-stop bench lint sample clean
+.PHONY: help sysdeps venv viewer test test-client test-stack test-hosts stack stack-stop screenshots demo demo-ui demo-stop bench lint audit sample clean
 
 help:
-	@echo "make demo | demo-ui | demo-stop | test | test-client | viewer | test-stack | stack | stack-stop | screenshots | bench | lint | sample | clean"
+	@echo "make demo | demo-ui | demo-stop | test | test-client | viewer | test-stack | test-hosts | stack [HOSTS=3] | stack-stop [HOSTS=3] | screenshots | bench | lint | sample | clean"
 
 sysdeps:
 	@bash scripts/install-system-deps.sh
@@ -58,25 +58,44 @@ demo-stop: venv
 bench: venv
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
-# A real Airflow 3 deployment on this host (CeleryExecutor, two workers): scripts/stack.py.
+# A real Airflow 3 deployment (CeleryExecutor, two workers): on this host (scripts/stack.py),
+# or with HOSTS=3 on a control host and two worker hosts, each a network and mount namespace
+# on a virtual bridge (scripts/hosts.py; needs root).
+HOSTS ?= 1
+STACK_PY := $(if $(filter 3,$(HOSTS)),scripts/hosts.py,scripts/stack.py)
 stack: venv viewer
-	$(PY) scripts/stack.py start
+	@$(if $(filter 3,$(HOSTS)),bash scripts/install-system-deps.sh --hosts,true)
+	$(PY) $(STACK_PY) start
 
 stack-stop: venv
-	$(PY) scripts/stack.py stop
+	$(PY) $(STACK_PY) stop
 
 # The stack tests include a page test with headless chromium (Debian package, installed here).
 test-stack: venv viewer
 	@bash scripts/install-system-deps.sh --chromium
 	$(PY) -m pytest tests_stack $(PYTEST_ARGS)
 
+# The multi-host deployment's faults and the analysts' load test (about 15-20 min; root).
+test-hosts: venv
+	@bash scripts/install-system-deps.sh --hosts
+	$(PY) -m pytest tests_hosts $(PYTEST_ARGS)
+
 screenshots: venv viewer
 	@bash scripts/install-system-deps.sh --chromium
 	$(PY) scripts/screenshots.py $(SCREENSHOTS_ARGS)
 
+# bandit: settings and the justified skips in pyproject.toml ([tool.bandit]); what is deployed
+# (cbm_ops, plugins, dags, deploy) and the scripts (-s B101). pip-audit: the venv against the
+# PyPI advisory database (scripts/audit.py).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy cbm_ops dags plugins
+	$(VENV)/bin/bandit -q -c pyproject.toml -r cbm_ops plugins dags deploy
+	$(VENV)/bin/bandit -q -c pyproject.toml -s B101,B404,B603 -r scripts
+	$(MAKE) --no-print-directory audit
+
+audit: venv
+	$(PY) scripts/audit.py
 
 # Rebuild include/sample/ from ../shared/data (not needed for demo/test: the sample is committed).
 sample: venv

@@ -123,6 +123,10 @@ class DatabaseUnavailable(RuntimeError):
     """The database stayed unreachable longer than the AOI's ``db_retry_minutes``."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The scene store as a whole stayed unavailable longer than the AOI's ``db_retry_minutes``."""
+
+
 # ----------------------------------------------------------------- analyst side
 class BadRequest(ValueError):
     """Invalid query input (the message says which parameter and why)."""

@@ -219,8 +219,10 @@ def stage_group(cfg: AoiConfig, stage: str):
             log.info("batch %s: %s %d scenes %s (map index %s, try %s)", batch["label"], stage,
                      len(batch["obsids"]), batch["obsids"], ti.map_index, ti.try_number)
             label = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
+            # scenes of the batch that another worker holds are waited for (and taken over when
+            # their holder is gone), up to the lease: the stage must not end without them
             out = run_queue(db_url(cfg), cfg, stage, obsids=batch["obsids"], owner_label=label,
-                            store=scene_store(cfg))
+                            store=scene_store(cfg), wait_held_s=cfg.lease_minutes * 60.0)
             out["results"] = [{k: r.get(k) for k in ("obsid", "status", "rows")} for r in out["results"]]
             return out
 
@@ -406,7 +408,10 @@ def verdict_task():
         failed = sorted(k for k, v in states.items() if k != ti.task_id and str(v) in ("failed", "upstream_failed"))
         if failed:
             raise AirflowFailException(f"{len(failed)} task instance(s) of this run failed or could not run: "
-                                       + ", ".join(failed[:50]))
+                                       + ", ".join(failed[:50]) + ". Their scenes are still pending: fix the "
+                                       "cause (the task's log; the worker's own log if the task log could not be "
+                                       "written, e.g. a full disk), then clear the failed tasks with their "
+                                       "downstream (UI: Clear, 'Only failed' + 'Downstream')")
         return f"all {len(states) - 1} other task instances succeeded or were skipped"
 
     return verdict()

@@ -322,6 +322,7 @@ def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx1
     """PostGIS parts; returns the measured per-scene costs the Danish projection needs."""
     import psycopg
     from bench_scale import cpu_seconds, s1_scenes
+    from psycopg import sql
 
     from cbm_ops import queue
     from cbm_ops.config import AoiConfig
@@ -438,7 +439,8 @@ def db_benchmarks(t_jp2: float, t_scl: float, t_b20: float, st: np.ndarray, idx1
             paired[kind].append(time.perf_counter() - t0)
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("DROP TABLE bench.sigs_plain")
-            c.execute(f"DELETE FROM bench.{ensure_partition(url, cfg, 5000).sigs} WHERE obsid >= 5000")
+            c.execute(sql.SQL("DELETE FROM bench.{} WHERE obsid >= 5000").format(
+                sql.Identifier(ensure_partition(url, cfg, 5000).sigs)))
         emit("copy_partitioned_vs_unpartitioned", {k: round(n_rows / statistics.median(v)) for k, v in paired.items()},
              "rows/s", runs={k: [round(n_rows / t) for t in v] for k, v in paired.items()},
              note="binary COPY of one 10 m scene stage alone, into a partition vs a plain table with the same key, "

@@ -145,7 +145,8 @@ def _s3(emit, files: dict[str, dict[str, Path]], res: dict) -> dict:
     out: dict = {}
     try:
         endpoint = f"http://127.0.0.1:{server._server.server_port}"
-        creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+        creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench",  # nosec B105 - moto's local fake
+                 "region_name": "us-east-1"}
         s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
         s3.create_bucket(Bucket="eodata")
         for fmt, fs in files.items():

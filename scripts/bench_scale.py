@@ -78,6 +78,7 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
 
     import rasterio
     import shapely
+    from psycopg import sql
     from pyproj import Transformer
 
     from cbm_ops.db import transaction
@@ -115,8 +116,8 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
         out = run_queue(url, cfg, "bs", obsids=ids)
         res = out["results"][0]
         with transaction(url) as conn:
-            lin = conn.execute(f'SELECT lineage FROM "{cfg.schema}".scene_stages WHERE obsid = %s AND stage = %s',
-                               (ids[0], "bs")).fetchone()[0]
+            lin = conn.execute(sql.SQL("SELECT lineage FROM {}.scene_stages WHERE obsid = %s AND stage = %s").format(
+                sql.Identifier(cfg.schema)), (ids[0], "bs")).fetchone()[0]
         # the same two band windows, read again: what the scene had to read
         from cbm_ops.grid import Grid
         from cbm_ops.grid.stored import index_for_grid

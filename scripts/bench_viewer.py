@@ -87,15 +87,17 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
     ``n_live`` with the attributes computed live (the fallback without a summary)."""
     import mapbox_vector_tile
     import psycopg
+    from psycopg import sql
 
     from cbm_ops.analyst import viewer
     from cbm_ops.db import transaction
 
+    schema, parcels = sql.Identifier(cfg.schema), sql.Identifier(cfg.parcels.table)
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute(f'ANALYZE "{cfg.schema}".dias_catalogue')
-        c.execute(f'ANALYZE "{cfg.schema}".{cfg.parcels.table}')
-        row = c.execute(f"""SELECT count(*) FROM "{cfg.schema}".dias_catalogue
-                            WHERE card = 's2' AND obstime >= %s AND obstime < %s""",
+        c.execute(sql.SQL("ANALYZE {}.dias_catalogue").format(schema))
+        c.execute(sql.SQL("ANALYZE {}.{}").format(schema, parcels))
+        row = c.execute(sql.SQL("""SELECT count(*) FROM {}.dias_catalogue
+                                   WHERE card = 's2' AND obstime >= %s AND obstime < %s""").format(schema),
                         (dt.datetime(year, 1, 1), dt.datetime(year + 1, 1, 1))).fetchone()
     s2 = row[0] if row else 0
     done = viewer.refresh_summary(url, cfg, year)
@@ -109,10 +111,11 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
     assert extent is not None
     # where an analyst looks: the tiles holding random parcels (by their centroid), each tile once
     with psycopg.connect(url) as c:
-        points = c.execute(f"""SELECT ST_X(p), ST_Y(p) FROM (
+        points = c.execute(sql.SQL("""SELECT ST_X(p), ST_Y(p) FROM (
                                    SELECT ST_Transform(ST_PointOnSurface(wkb_geometry), 4326) AS p
-                                   FROM "{cfg.schema}".{cfg.parcels.table} ORDER BY md5(ogc_fid::text || %s)
-                                   LIMIT %s) s""", (str(seed), 4 * n_tiles)).fetchall()
+                                   FROM {}.{} ORDER BY md5(ogc_fid::text || %s)
+                                   LIMIT %s) s""").format(schema, parcels),
+                           (str(seed), 4 * n_tiles)).fetchall()
     out: dict[str, dict] = {}
     for z in ZOOMS:
         pick = list(dict.fromkeys(viewer.lonlat_to_tile(lon, lat, z) for lon, lat in points))[:n_tiles]

@@ -587,7 +587,7 @@ def build_s1(src: Path, out: Path, model: OrbitModel) -> list[dict]:
         assert bands["VH"][1] == bands["VV"][1] and bands["VV"][1].a == 20.0, ts
         plat, absorb, rel, res, other = model.assign(t)
         stop = t + dt.timedelta(seconds=S1_SLICE_SECONDS)
-        uid = hashlib.sha1(f"{plat}_{t:%Y%m%dT%H%M%S}".encode()).hexdigest()[:4].upper()
+        uid = hashlib.sha1(f"{plat}_{t:%Y%m%dT%H%M%S}".encode(), usedforsecurity=False).hexdigest()[:4].upper()
         ref = (f"{plat}_IW_GRDH_1SDV_{t:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_{absorb:06d}_"
                f"{absorb:06X}_{uid}_CARD_BS")
         ident = f"Sentinel-1/SAR/CARD-BS/{t:%Y/%m/%d}/{ref}"

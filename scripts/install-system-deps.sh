@@ -6,12 +6,16 @@
 # viewer's page (web/viewer; kept when node/npm are already on the PATH, e.g. from NodeSource).
 #   --chromium   also the Debian chromium package (the page tests of `make test` and
 #                `make test-stack`, `make screenshots`)
+#   --hosts      also iproute2 and util-linux (`ip`, `unshare`, `nsenter`: the namespaces of
+#                `make stack HOSTS=3` / `make test-hosts`)
 set -euo pipefail
 
 with_chromium=0
+with_hosts=0
 for arg in "$@"; do
   case "$arg" in
     --chromium) with_chromium=1 ;;
+    --hosts) with_hosts=1 ;;
     *) echo "install-system-deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -33,6 +37,7 @@ want=(postgresql postgresql-contrib gdal-bin libgdal-dev python3-dev python3-ven
 command -v node >/dev/null 2>&1 || want+=(nodejs)
 command -v npm >/dev/null 2>&1 || want+=(npm)
 [ "$with_chromium" = 1 ] && want+=(chromium)
+[ "$with_hosts" = 1 ] && want+=(iproute2 util-linux)
 need=$(missing "${want[@]}")
 updated=0
 if [ -n "$need" ]; then

@@ -187,7 +187,8 @@ class Browser:
     def close(self) -> None:
         try:
             self._conn.__exit__(None, None, None)
-        except Exception:  # noqa: BLE001 - closing anyway
+        # closing the DevTools connection anyway
+        except Exception:  # noqa: BLE001  # nosec B110
             pass
         self.proc.kill()
         self.proc.wait(timeout=10)

@@ -35,6 +35,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -512,7 +513,8 @@ def start(state_dir: Path = DEFAULT_STATE, *, results_url: str | None = None, ao
         say("airflow db migrate ...")
         stack.airflow("db", "migrate")
         say("pools and results schemas (scripts/compose-init.sh) ...")
-        res = subprocess.run(["bash", str(ROOT / "scripts" / "compose-init.sh")], env=stack.env(),
+        res = subprocess.run([shutil.which("bash") or "/bin/bash", str(ROOT / "scripts" / "compose-init.sh")],
+                             env=stack.env(),
                              capture_output=True, text=True, timeout=600)
         (state_dir / "init.log").write_text(res.stdout + res.stderr)
         if res.returncode != 0:

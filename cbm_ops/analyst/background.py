@@ -49,7 +49,8 @@ def wms_xml(src: BackgroundSource, cfg: AoiConfig) -> str:
             return Path(str(path)).read_text()
         except OSError as exc:
             raise BadRequest(f"AOI {cfg.name}: background file {path}: {exc.strerror}") from None
-    assert src.url is not None
+    if src.url is None:
+        raise BadRequest(f"AOI {cfg.name}: a background source needs url or wms")
     top = "bottom" if "{-y}" in src.url else "top"
     url = html.escape(src.url.replace("{-y}", "${y}").replace("{z}", "${z}").replace("{x}", "${x}")
                       .replace("{y}", "${y}"), quote=False)

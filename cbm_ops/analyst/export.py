@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config import AoiConfig
 from ..db import connect, ensure_schema, q
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def export(url: str, cfg: AoiConfig, year: int, fmt: str = "parquet", out_dir: s
         raise ValueError(f"year {year!r} is not between 2014 and 2100")
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir else (cfg.resolve(cfg.maintenance.export_dir) or cfg.resolve("export"))
-    assert out is not None
+    if out is None:           # cfg.resolve of a relative path is never None; not under python -O either
+        raise ConfigError(f"AOI {cfg.name}: no export directory (maintenance.export_dir or --out-dir)")
     out.mkdir(parents=True, exist_ok=True)
     sigs_path = out / f"{cfg.name}_{year}_sigs.{fmt}"
     parcels_path = out / f"{cfg.name}_parcels.parquet"

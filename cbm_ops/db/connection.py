@@ -64,10 +64,13 @@ def libpq_url(url: str) -> str:
     return url
 
 
-# Server-side TCP keepalive of our sessions: a worker host that vanishes (power, network)
-# is noticed by PostgreSQL within about a minute, which releases its session locks (the
-# scene queue's liveness locks, see cbm_ops.queue).
-SESSION_SETTINGS = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
+# Server-side TCP keepalive of our sessions, and a TCP user timeout (ms) for data the server
+# sent that is never acknowledged (keepalives do not run then): a worker host that vanishes
+# (power, network) is noticed by PostgreSQL within about a minute, which releases its session
+# locks (the scene queue's liveness locks, see cbm_ops.queue) and rolls back its open
+# transaction (found by the multi-host link-down test, tests_hosts).
+SESSION_SETTINGS = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3",
+                    "tcp_user_timeout": "60000"}
 
 
 def connect(url: str, *, autocommit: bool = False, application_name: str = "cbm-airflow"
@@ -136,7 +139,8 @@ def _close_pools() -> None:
         if key[0] == os.getpid():
             try:
                 p.close(timeout=2.0)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - exiting anyway
+            # exiting anyway: a pool that cannot close cleanly must not mask the exit
+            except Exception:  # noqa: BLE001  # nosec B110
                 pass
     _POOLS.clear()
 

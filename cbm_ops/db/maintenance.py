@@ -132,7 +132,8 @@ def _cluster_partition(conn: psycopg.Connection, cfg: AoiConfig, p: Partition) -
     row = conn.execute(q("partition_activity", schema=schema),
                        {"lo": p.lo, "hi": p.hi, "sigs": f'"{schema}".{p.sigs}',
                         "hists": f'"{schema}".{p.hists}', "max_attempts": cfg.max_attempts}).fetchone()
-    assert row is not None
+    if row is None:           # an aggregate: always one row
+        raise RuntimeError(f"{schema}: partition_activity returned no row for obsids [{p.lo}, {p.hi})")
     open_range, busy, mods, last_mods = row
     if open_range:
         why = "skipped: open (new scenes may still be written to it)"

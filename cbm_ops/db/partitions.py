@@ -84,7 +84,8 @@ def table_kinds(conn: psycopg.Connection, schema: str) -> tuple[str | None, str 
     """relkind of sigs and hists: ``'p'`` partitioned, ``'r'`` plain (legacy), None missing."""
     row = conn.execute(q("partition_kinds"), {"sigs": f'"{schema}".sigs', "hists": f'"{schema}".hists'}
                        ).fetchone()
-    assert row is not None
+    if row is None:           # a SELECT of two expressions: always one row
+        raise RuntimeError(f"{schema}: partition_kinds returned no row")
     return row[0], row[1]
 
 

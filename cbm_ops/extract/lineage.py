@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 from functools import cache
 from typing import Any
@@ -42,8 +43,11 @@ def git_commit() -> str | None:
         return os.environ["CBM_GIT_COMMIT"]
     if not (PROJECT_DIR / ".git").exists():
         return None
+    git = shutil.which("git")
+    if git is None:
+        return None
     try:
-        out = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "HEAD"], capture_output=True,
+        out = subprocess.run([git, "-C", str(PROJECT_DIR), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None

@@ -173,6 +173,18 @@ class MountStore:
         if not self.root.is_dir():
             raise FileNotFoundError(f"store root {self.root} is not a directory (is /eodata mounted?)")
 
+    def available(self) -> bool:
+        """Whether the store is there: its root is a directory with something in it.
+
+        An unmounted /eodata leaves its empty mount point, a failed network mount raises
+        an OSError: either way no product is missing, the whole store is.
+        """
+        try:
+            with os.scandir(self.root) as it:
+                return next(it, None) is not None
+        except OSError:
+            return False
+
     @contextmanager
     def product(self, rel: str, assets: dict[str, Any] | None = None) -> Iterator[ProductFiles]:
         """The product at ``rel`` (``stac:`` records: the item's hrefs, ``assets``).
@@ -341,6 +353,10 @@ class S3Store:
 
     def __repr__(self) -> str:   # no credentials in logs
         return f"S3Store({self.bucket!r}, endpoint={self.settings.endpoint_url!r})"
+
+    def available(self) -> bool:
+        """Always True: boto3 retries an unreachable endpoint itself (adaptive mode)."""
+        return True
 
     @contextmanager
     def product(self, rel: str, assets: dict[str, Any] | None = None) -> Iterator[ProductFiles]:

@@ -4,7 +4,9 @@
 claims, liveness locks and writes go through one database session
 (:class:`cbm_ops.queue.Session`); each claimed scene stage is processed by
 :func:`.stage.process_claim` and its outcome recorded: done, a named status, or given back.
-A lost database connection is ridden out for ``db_retry_minutes``.
+A lost database connection, and a scene store gone as a whole, are ridden out for
+``db_retry_minutes``. Called with ``wait_held_s`` (the DAG's extract tasks), a batch also waits
+for its scenes that another session holds, so a stage never ends without them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import psycopg
 from .. import queue
 from ..config import AoiConfig
 from ..db import is_connection_lost
-from ..errors import DatabaseUnavailable, LeaseLost, ParcelsChanged, SceneError
+from ..errors import DatabaseUnavailable, LeaseLost, ParcelsChanged, SceneError, StoreUnavailable
 from .stage import process_claim
 from .store import MountStore, S3Store, make_store
 from .threads import configure_threads
@@ -29,12 +31,16 @@ from .threads import configure_threads
 log = logging.getLogger(__name__)
 
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)   # candidates; see is_connection_lost
+STORE_STATUSES = ("No file", "Read error")   # what a scene gets when the whole store is gone
+HELD_POLL_S = 5.0   # run_queue(wait_held_s=...): seconds between looks at the scenes held elsewhere
 
 
 class _Backoff:
-    """Bounded retry of database outages: waits 1, 2, 4 ... 30 s, gives up after ``budget_s``."""
+    """Bounded retry of database (or store) outages: waits 1, 2, 4 ... 30 s, gives up after
+    ``budget_s`` with ``error``."""
 
-    def __init__(self, budget_s: float):
+    def __init__(self, budget_s: float, what: str = "database", error: type[RuntimeError] = DatabaseUnavailable):
+        self.what, self.error = what, error
         self.budget_s = budget_s
         self.first: float | None = None
         self.n = 0
@@ -48,11 +54,13 @@ class _Backoff:
             self.first = now
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if now - self.first >= self.budget_s:
-            raise DatabaseUnavailable(f"database unreachable for {now - self.first:.0f} s while {what}: "
-                                      f"{detail}") from None
+            raise self.error(f"{self.what} unreachable for {now - self.first:.0f} s while {what}: "
+                             f"{detail}") from None
         delay = min(2.0 ** self.n, 30.0)
         self.n += 1
-        log.warning("database connection failed while %s (%s): retrying in %.0f s", what, detail, delay)
+        log.warning("%s while %s (%s): retrying in %.0f s",
+                    "database connection failed" if self.what == "database" else f"{self.what} unavailable",
+                    what, detail, delay)
         time.sleep(delay)
 
 
@@ -65,6 +73,7 @@ class _Worker:
         self.url, self.cfg, self.stage, self.owner, self.store = url, cfg, stage, owner, store
         self.session = queue.Session(url)
         self.backoff = _Backoff(cfg.db_retry_minutes * 60.0)
+        self.store_backoff = _Backoff(cfg.db_retry_minutes * 60.0, "scene store", StoreUnavailable)
         self.in_flight: queue.Claim | None = None
         self.lost_with: Counter[int] = Counter()      # connection losses while a scene was in flight
         self.replaced = 0                             # scenes given back because the parcel set changed
@@ -111,6 +120,14 @@ class _Worker:
             try:
                 return process_claim(self.url, self.cfg, c, self.owner, self.store, self.session)
             except SceneError as exc:
+                if exc.status in STORE_STATUSES and not self.store.available():
+                    # the whole store is gone (unmounted, unreachable), not this product: give
+                    # the scene back uncounted and ride the outage out
+                    with self.session.tx() as conn:
+                        queue.release(conn, self.cfg, c, self.owner)
+                    self.unlock(c)
+                    self.store_backoff.wait(exc, f"reading {c.reference} {self.stage} (given back, will be redone)")
+                    return None
                 return self._failure(c, exc.status, str(exc), exc.retryable)
             except LeaseLost as exc:
                 log.warning("%s", exc)
@@ -166,10 +183,24 @@ class _Worker:
             log.warning("could not list the scenes held by other workers: %s", exc)
             return []
 
+    def locked_by_others(self, obsids: list[int] | None, start: dt.datetime | None,
+                         end: dt.datetime | None) -> list[int]:
+        """Claimable scenes of a batch that the claim skipped: locked by another session's
+        transaction (a claim whose worker went off the network before it committed stays
+        open until PostgreSQL drops that session)."""
+        if obsids is None:
+            return []
+        try:
+            return [o for o, _ in queue.pending(self.url, self.cfg, self.stage, start, end) if o in set(obsids)]
+        except TRANSIENT as exc:
+            log.warning("could not list the pending scenes: %s", exc)
+            return []
+
 
 def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None = None,
               end: dt.datetime | None = None, limit: int | None = None, obsids: list[int] | None = None,
-              owner_label: str = "", store: MountStore | S3Store | None = None) -> dict[str, Any]:
+              owner_label: str = "", store: MountStore | S3Store | None = None,
+              wait_held_s: float | None = None) -> dict[str, Any]:
     """Claim and process claimable scenes of one stage until none is left.
 
     The worker's claims, liveness locks and writes go through one database session
@@ -195,6 +226,12 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
         owner's prefix.
     store : optional
         Scene store (default: from the AOI configuration and environment).
+    wait_held_s : float, optional
+        When scenes of the selection (``obsids``) are held by another worker at the end,
+        or pending but locked by another session's open transaction, wait up to this many
+        seconds for them: claim them as soon as their holder is gone (its session dropped),
+        return when none is left. Default: return at once and report the held ones
+        (``held_by_others``).
 
     Returns
     -------
@@ -207,6 +244,10 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
     ------
     DatabaseUnavailable
         If the database stayed unreachable for ``db_retry_minutes``.
+    StoreUnavailable
+        If the scene store stayed unavailable (``available()`` false: an empty or
+        unreadable root) for ``db_retry_minutes``; until then a scene that finds no file
+        while the store is gone is given back uncounted and redone.
     """
     if stage not in cfg.stages:
         log.info("%s: stage %s is not configured, nothing to do", cfg.name, stage)
@@ -216,17 +257,32 @@ def run_queue(url: str, cfg: AoiConfig, stage: str, *, start: dt.datetime | None
     selection = {"obsids": obsids, "start": start, "end": end}
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
+    wait_until = time.monotonic() + (wait_held_s or 0.0)
     try:
-        while limit is None or len(results) < limit:
-            c = worker.claim(**selection)
-            if c is None:
+        while True:
+            while limit is None or len(results) < limit:
+                c = worker.claim(**selection)
+                if c is None:
+                    break
+                res = worker.process(c)
+                if res is None:
+                    continue
+                worker.unlock(c)
+                worker.store_backoff.ok()
+                results.append(res)
+            held = worker.held_by_others(**selection)
+            locked = worker.locked_by_others(obsids, start, end) if wait_held_s is not None else []
+            if not (held or locked) or wait_held_s is None or time.monotonic() > wait_until or \
+                    (limit is not None and len(results) >= limit):
                 break
-            res = worker.process(c)
-            if res is None:
-                continue
-            worker.unlock(c)
-            results.append(res)
-        held = worker.held_by_others(**selection)
+            # A batch waits for its scenes that another session holds: a live holder (a retry
+            # overlapping its predecessor) finishes them, and a vanished one (a host off the
+            # network: PostgreSQL drops its session after the TCP keepalive or user timeout)
+            # frees them for the next claim here. Returning would end the stage without them.
+            log.info("%s %s: waiting for %d scenes held by other workers: %s", cfg.name, stage,
+                     len(held) + len(locked), ", ".join([f"{o} ({w})" for o, w, _ in held[:20]] +
+                                                        [f"{o} (locked by an open transaction)" for o in locked]))
+            time.sleep(HELD_POLL_S)
     finally:
         worker.session.close()
     return _summary(cfg, stage, results, held, time.perf_counter() - t0, threads)

@@ -19,6 +19,7 @@ import shapely
 
 from ..config import AoiConfig
 from ..db import dicts, one, q, transaction
+from ..errors import ConfigError
 from ..queue import enqueue
 from .odata import ODataSource
 from .records import REPORT_LINES, HarvestReport, SceneRecord, SkippedRecord
@@ -306,7 +307,8 @@ def make_source(cfg: AoiConfig) -> Any:
     tol = dt.timedelta(hours=cfg.harvest.date_tolerance_hours)
     if cfg.catalogue.source == "offline":
         path = cfg.resolve(cfg.catalogue.path)
-        assert path is not None
+        if path is None:
+            raise ConfigError(f"AOI {cfg.name}: catalogue.source offline needs catalogue.path")
         return OfflineSource(path, date_tolerance=tol)
     if cfg.catalogue.source == "odata":
         return ODataSource(cfg.catalogue, date_tolerance=tol)

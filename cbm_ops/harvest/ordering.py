@@ -437,7 +437,9 @@ def _source_products(source: Any, query: Query, card: str, start: dt.datetime, e
         except (ValueError, TypeError, KeyError, shapely.errors.GEOSException):
             pass                   # the server filtered on the AOI already
         ident = s1_identity(ref)
-        assert ident is not None
+        if ident is None:          # matched the source pattern above, so never; counted if it happens
+            cp.not_source += 1
+            continue
         found.setdefault(ident, SourceProduct(ref, card, ident, t))
     cp.found = len(found)
     return found
@@ -549,7 +551,8 @@ def submit(url: str, cfg: AoiConfig, order_plan: OrderPlan, client: OrderClient 
         if dry_run:
             entry["status"] = "dry-run"
             continue
-        assert client is not None
+        if client is None:
+            raise ConfigError("no order client: pass one (client_from_connection / client_from_env)")
         if not _place(url, cfg, client, sp, order_plan, entry, rep):
             break
     rep.quota["submitted_now"] = sum(1 for e in rep.orders if e.get("remote_id"))

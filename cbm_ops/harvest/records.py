@@ -320,7 +320,8 @@ def normalise_checked(raw: RawRecord, source: str, date_tolerance: dt.timedelta 
     obstime = _sensing_time(raw, name, date_tolerance, flags)
     footprint = footprint_of(raw)
     if card == "s2":
-        assert name.tile is not None
+        if name.tile is None:
+            raise RecordError("no MGRS tile in the Sentinel-2 product name", "title", title)
         epsg = naming.utm_epsg_for_tile(name.tile)
     else:
         c = footprint.centroid

@@ -210,7 +210,7 @@ def test_no_literal_secrets_in_compose():
         if SECRET_KEY_RE.search(key) and value:
             assert REF_ONLY_RE.match(value), f"{path} must be a ${{VAR}} reference, not {value!r}"
         for pw in URL_CREDENTIALS_RE.findall(value):
-            assert pw == "" or REF_ONLY_RE.match(pw), f"{path}: literal password in URL"
+            assert REF_ONLY_RE.match(pw), f"{path}: literal or empty password in URL"
 
 
 def test_env_example_defines_compose_variables():
@@ -405,3 +405,14 @@ def test_compose_init_keeps_existing_pool(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c.startswith("airflow pools set")], calls
     assert "exists" in proc.stdout
+
+
+def test_redis_asks_for_a_password():
+    """Worker hosts reach the broker over the network: no empty password (issue 20)."""
+    cmd = SERVICES["redis"]["command"]
+    pw = cmd[cmd.index("--requirepass") + 1]
+    assert REF_ONLY_RE.match(pw), cmd
+    for name in AIRFLOW_COMPONENTS:
+        url = env(name)["AIRFLOW__CELERY__BROKER_URL"]
+        assert URL_CREDENTIALS_RE.findall(url) == ["${REDIS_PASSWORD}"], url
+    assert pw.startswith("${REDIS_PASSWORD:?"), pw          # Compose refuses to start without it

@@ -193,3 +193,65 @@ def test_a_product_identifier_cannot_leave_the_store(db_url, db_schema, tmp_path
         enqueue(conn, cfg)
     out = run_queue(db_url, cfg, "bs")
     assert out["by_status"] == {"Bad metadata": 1} and "leaves the store root" in out["results"][0]["error"]
+
+
+def test_a_scene_store_gone_as_a_whole_is_ridden_out(tmp_path, db_url, db_schema, clean):
+    """The store's root empty for 6 s (an unmounted /eodata leaves its empty mount point):
+    no scene gets 'No file', none is counted, the rows equal a clean run's (issue 20)."""
+    import shutil
+
+    store = tmp_path / "eodata"
+    shutil.copytree(ROOT / "include" / "sample" / "eodata" / "Sentinel-1", store / "Sentinel-1")
+    aoi = aoi_file(tmp_path, db_schema)
+    cfg = yaml.safe_load(open(aoi).read())
+    cfg["store"]["root"] = str(store)
+    open(aoi, "w").write(yaml.safe_dump(cfg))
+    prepare(db_url, aoi)
+    proc = extract_proc(db_url, aoi)
+    wait_extracted(db_url, db_schema, 40, proc)
+    (store / "Sentinel-1").rename(tmp_path / "away")           # the store is gone as a whole
+    time.sleep(6)
+    assert stage_counts(db_url, db_schema).get("extracted", 0) < 159
+    (tmp_path / "away").rename(store / "Sentinel-1")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "scene store unavailable while reading" in err and "Traceback" not in err
+    assert stage_counts(db_url, db_schema) == {"extracted": 159}
+    assert snapshot(db_url, db_schema) == clean
+    with psycopg.connect(db_url) as c:                  # given back uncounted
+        assert c.execute(f'SELECT max(attempts) FROM "{db_schema}".scene_stages').fetchone()[0] == 1
+
+
+def test_a_batch_waits_for_its_scene_locked_by_an_open_claim(tmp_path, db_url, db_schema):
+    """A claim whose worker went off the network before it committed keeps the scene's row
+    locked (status still 'ingested'): a batch waits for it instead of ending without it,
+    and takes it when that transaction ends (issue 20: a stage ended without its scene)."""
+    import threading
+
+    from cbm_ops.config import load_aoi
+    from cbm_ops.extract import run_queue
+
+    aoi = aoi_file(tmp_path, db_schema)
+    prepare(db_url, aoi)
+    cfg = load_aoi(aoi)
+    with psycopg.connect(db_url) as c:
+        ids = [r[0] for r in c.execute(f'SELECT id FROM "{db_schema}".dias_catalogue ORDER BY obstime, id LIMIT 3')]
+    lock = psycopg.connect(db_url)
+    lock.execute(f"""SELECT 1 FROM "{db_schema}".scene_stages WHERE obsid = %s AND stage = 'bs' FOR UPDATE""",
+                 (ids[1],))
+    # without waiting, the batch ends without the locked scene (what happened before)
+    out = run_queue(db_url, cfg, "bs", obsids=ids)
+    assert sorted(r["obsid"] for r in out["results"]) == [ids[0], ids[2]]
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(run_queue(db_url, cfg, "bs", obsids=ids, wait_held_s=120)))
+    t.start()
+    time.sleep(3)
+    assert t.is_alive()                                  # waiting for the locked scene
+    lock.rollback()                                      # the vanished worker's session ends
+    lock.close()
+    t.join(timeout=60)
+    assert not t.is_alive()
+    assert [r["obsid"] for r in result["results"]] == [ids[1]]
+    with psycopg.connect(db_url) as c:
+        assert c.execute(f"""SELECT status FROM "{db_schema}".scene_stages WHERE obsid = %s AND stage = 'bs'""",
+                         (ids[1],)).fetchone()[0] == "extracted"
