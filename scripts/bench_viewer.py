@@ -92,10 +92,10 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
     from cbm_ops.analyst import viewer
     from cbm_ops.db import transaction
 
-    schema, parcels = sql.Identifier(cfg.schema), sql.Identifier(cfg.parcels.table)
+    schema, table = sql.Identifier(cfg.schema), sql.Identifier(cfg.parcels.table)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(sql.SQL("ANALYZE {}.dias_catalogue").format(schema))
-        c.execute(sql.SQL("ANALYZE {}.{}").format(schema, parcels))
+        c.execute(sql.SQL("ANALYZE {}.{}").format(schema, table))
         row = c.execute(sql.SQL("""SELECT count(*) FROM {}.dias_catalogue
                                    WHERE card = 's2' AND obstime >= %s AND obstime < %s""").format(schema),
                         (dt.datetime(year, 1, 1), dt.datetime(year + 1, 1, 1))).fetchone()
@@ -114,7 +114,7 @@ def measure(url: str, cfg, emit: Callable[..., None], state: str, *, n_tiles: in
         points = c.execute(sql.SQL("""SELECT ST_X(p), ST_Y(p) FROM (
                                    SELECT ST_Transform(ST_PointOnSurface(wkb_geometry), 4326) AS p
                                    FROM {}.{} ORDER BY md5(ogc_fid::text || %s)
-                                   LIMIT %s) s""").format(schema, parcels),
+                                   LIMIT %s) s""").format(schema, table),
                            (str(seed), 4 * n_tiles)).fetchall()
     out: dict[str, dict] = {}
     for z in ZOOMS:
