@@ -234,34 +234,57 @@ class HostPostgis(TempPostgis):
 
 
 # ---------------------------------------------------------------------------- hosts
+def _outermost(paths: list[Path]) -> list[str]:
+    """The resolved paths, leaving out those inside another of them."""
+    res = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
+    out: list[Path] = []
+    for p in res:
+        if not any(p.is_relative_to(q) for q in out):
+            out.append(p)
+    return [str(p) for p in out]
+
+
 HOST_SETUP = textwrap.dedent(r"""
     # The file system of one host (run by unshare in its new mount and UTS namespaces).
     set -euo pipefail
     hostname "$H_NAME"
     own="$H_STATE/hosts/$H_NAME"
-    mount -t tmpfs -o size=16m,mode=700 "cbm-$H_NAME-staging" /tmp
-    mkdir /tmp/.own /tmp/.aois
+    # staging outside /tmp, which this host replaces (the checkout itself may lie under /tmp)
+    stage=$(mktemp -d -p /run cbm-host.XXXXXX 2>/dev/null || mktemp -d -p /var/tmp cbm-host.XXXXXX)
+    mount -t tmpfs -o size=16m,mode=700 "cbm-$H_NAME-staging" "$stage"
+    mkdir "$stage/own" "$stage/aois" "$stage/keep"
     if [ -n "$H_DISK_SIZE" ]; then
       # a worker's local disk: AIRFLOW_HOME, task logs and /tmp (its scratch space), this big
-      mount -t tmpfs -o "size=$H_DISK_SIZE,mode=755" "cbm-$H_NAME-disk" /tmp/.own
+      mount -t tmpfs -o "size=$H_DISK_SIZE,mode=755" "cbm-$H_NAME-disk" "$stage/own"
     else
-      mount --bind "$own" /tmp/.own
+      mount --bind "$own" "$stage/own"
     fi
-    mount --bind -o ro "$H_AOIS" /tmp/.aois
-    if [ -n "$H_STORE" ]; then mkdir /tmp/.store; mount --bind -o ro "$H_STORE" /tmp/.store; fi
+    mount --bind -o ro "$H_AOIS" "$stage/aois"
+    if [ -n "$H_STORE" ]; then mkdir "$stage/store"; mount --bind -o ro "$H_STORE" "$stage/store"; fi
     mount --bind -o ro "$H_STATE/etc-hosts" /etc/hosts
     # hide the stack's state (other hosts' files, the operator's secrets) behind an empty tmpfs
     mount -t tmpfs -o size=1m,mode=755 "cbm-$H_NAME-hide" "$H_STATE"
     mkdir -p "$own" "$H_STATE/aois" "$H_STATE/eodata"
-    mount --move /tmp/.own "$own"
-    mount --move /tmp/.aois "$H_STATE/aois"
-    if [ -n "$H_STORE" ]; then mount --move /tmp/.store "$H_STATE/eodata"; rmdir /tmp/.store; fi
-    rmdir /tmp/.own /tmp/.aois
+    mount --move "$stage/own" "$own"
+    mount --move "$stage/aois" "$H_STATE/aois"
+    if [ -n "$H_STORE" ]; then mount --move "$stage/store" "$H_STATE/eodata"; fi
     mount -o remount,ro "$H_STATE"
-    umount /tmp
     mkdir -p "$own/tmp" "$own/airflow-home" "$own/logs"
     chmod 1777 "$own/tmp"
+    # the host's own /tmp; the paths it runs from that lie under /tmp (H_KEEP: the checkout, the
+    # state directory) are carried over into it at the same place, with their mounts
+    IFS=: read -r -a keep <<< "${H_KEEP:-}"
+    i=0
+    for p in "${keep[@]}"; do
+      case "$p" in /tmp/*) i=$((i + 1)); mkdir "$stage/keep/$i"; mount --rbind "$p" "$stage/keep/$i";; esac
+    done
     mount --bind "$own/tmp" /tmp
+    i=0
+    for p in "${keep[@]}"; do
+      case "$p" in /tmp/*) i=$((i + 1)); mkdir -p "$p"; mount --move "$stage/keep/$i" "$p";; esac
+    done
+    umount "$stage"
+    rmdir "$stage"
     echo ready
     exec sleep infinity
 """)
@@ -379,7 +402,9 @@ class HostsStack(stack_mod.Stack):
         self.host_dir(host).mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "H_NAME": host,
                "H_STATE": str(self.dir), "H_AOIS": self.aoi_dir, "H_DISK_SIZE": DISK_SIZE[host],
-               "H_STORE": self.store if host in WORKERS else ""}
+               "H_STORE": self.store if host in WORKERS else "",
+               # what the host runs from (checkout with its venv, state, Python) stays visible under its own /tmp
+               "H_KEEP": ":".join(_outermost([ROOT, self.dir, Path(sys.base_prefix)]))}
         log = open(self.component_log(f"host-{host}"), "ab")
         proc = subprocess.Popen([IP, "netns", "exec", net.ns(host), "unshare", "--mount", "--uts",
                                  "--propagation", "private", "bash", "-c", HOST_SETUP],
