@@ -163,8 +163,30 @@ def plan_blocks(image: Grid, idx: ParcelIndex, block_shape: tuple[int, int]) -> 
                      total_blocks=int(mask.size), block_shape=(bh, bw))
 
 
+def _tiles_of(rect: tuple[int, int, int, int], block_shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The rectangle cut at block edges: one (row0, col0, height, width) per block."""
+    def cuts(a: int, n: int, size: int) -> list[tuple[int, int]]:
+        out, x = [], a
+        while x < a + n:
+            x1 = min((x // size + 1) * size, a + n)
+            out.append((x, x1))
+            x = x1
+        return out
+
+    r0, c0, h, w = rect
+    return [(ra, ca, rb - ra, cb - ca) for ra, rb in cuts(r0, h, block_shape[0])
+            for ca, cb in cuts(c0, w, block_shape[1])]
+
+
 def read_blocks(ds, band: int, plan: BlockPlan) -> np.ndarray:
     """Decode the planned rectangles of one band into an array of the plan's window.
+
+    JPEG2000 is read one tile per call: GDAL's JP2OpenJPEG gives a single-tile read all
+    ``GDAL_NUM_THREADS`` as OpenJPEG intra-tile threads, while a multi-tile read decodes one
+    tile per thread, which leaves cores idle on the last round of an uneven tile count
+    (measured: 1.6 against 1.9 of 2 cores busy). Other formats are read one rectangle per
+    call (GeoTIFF/COG decode the blocks of one request in parallel, a single block on one
+    thread).
 
     Parameters
     ----------
@@ -182,11 +204,13 @@ def read_blocks(ds, band: int, plan: BlockPlan) -> np.ndarray:
     from rasterio.windows import Window
 
     wr0, wc0, wh, ww = plan.window
-    if len(plan.rects) == 1 and plan.rects[0] == plan.window:
+    per_tile = ds.driver == "JP2OpenJPEG"
+    if not per_tile and len(plan.rects) == 1 and plan.rects[0] == plan.window:
         return ds.read(band, window=Window(wc0, wr0, ww, wh))
     arr = np.empty((wh, ww), ds.dtypes[band - 1])
-    for r0, c0, h, w in plan.rects:
-        ds.read(band, window=Window(c0, r0, w, h), out=arr[r0 - wr0:r0 - wr0 + h, c0 - wc0:c0 - wc0 + w])
+    for rect in plan.rects:
+        for r0, c0, h, w in _tiles_of(rect, plan.block_shape) if per_tile else [rect]:
+            ds.read(band, window=Window(c0, r0, w, h), out=arr[r0 - wr0:r0 - wr0 + h, c0 - wc0:c0 - wc0 + w])
     return arr
 
 
