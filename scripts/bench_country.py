@@ -314,19 +314,20 @@ def project(lay: dict[str, Any], c: dict[str, float], cores: int = 8, eff: float
     """PROJECTED wall hours of the Danish year on ``cores`` vCPU from measured per-part costs.
 
     Model (a projection, not a measurement): per S2 granule of tile t, CPU core-seconds =
-    blocks_10m(t) x (4 x 10 m band + 0) + blocks_20m(t) x (2 x 20 m band + SCL) decode
-    core-s per 1024-pixel block (measured, block-aware reads) + parcels(t) x non-decode
-    core-s per parcel of a scene (statistics, payload, claim, quality; measured on the
-    benchmark scenes at 10-100 % coverage); every granule of the tile's revisit counted.
-    S1: slices per year x the measured steady-state CARD-BS scene core-s, scaled by
-    parcels per slice (Danish parcel observations spread over the slices) / the bench
-    scene's parcels. Database: S2 rows (7 per parcel and granule) + S1 rows (2 per parcel
-    and slice) at the measured durable write rate, on one core. Wall = CPU / cores / eff +
-    database / cores.
+    blocks_10m(t) x 4 x (10 m band decode core-s per 1024-pixel block) + blocks_20m(t) x
+    (2 x 20 m band + SCL decode core-s per block), as the block-aware reads decode them
+    (measured per tile on the benchmark's JP2 bands; COG: the GeoTIFF band's decode
+    core-s per pixel), + fixed + parcels(t) x non-decode core-s per parcel (statistics,
+    payload, claim, quality gate; least squares over the benchmark scenes at 10-100 %
+    coverage), for every granule of the tile's revisit. S1: Danish parcel observations per
+    year (parcels x IW looks per point per year) x the measured steady-state CARD-BS
+    scene's core-s per parcel. Database: S2 rows (7 per parcel and granule) + S1 rows (2
+    per parcel observation) at the measured durable write rate, one core per writing
+    worker. Wall = CPU / cores / efficiency + database / cores.
     """
     keys = ("jp2", "cog")
     out: dict[str, Any] = {"label": "PROJECTED from per-part costs measured in this run (not a measurement)",
-                           "model": " ".join((project.__doc__ or "").split("Model (")[1].split()).rstrip(".")}
+                           "model": "(" + " ".join((project.__doc__ or "").split("Model (")[1].split()).rstrip(".")}
     s2_rows = sum(7 * t["parcels"] * t["granules_year"] for t in lay["tiles"].values())
     parcel_obs_s1 = lay["parcels"] * lay["s1_observations_per_parcel_year"]
     s1_rows = 2 * parcel_obs_s1

@@ -179,8 +179,9 @@ def _overlap_ok() -> bool:
 
     try:
         return numba.threading_layer() != "workqueue"
-    except ValueError:              # no parallel kernel has run yet in this process
-        return numba.config.THREADING_LAYER in ("omp", "tbb", "threadsafe")  # type: ignore[attr-defined]
+    except ValueError:              # no parallel kernel has run yet in this process: start the layer
+        kernels.nan_count(np.zeros((1, 1), np.float32))
+        return numba.threading_layer() != "workqueue"
 
 
 def _band_stats(acc: StageBands, cfg: AoiConfig, claim: queue.Claim, bf: BandFile, rd: BandRead,
