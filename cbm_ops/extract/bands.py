@@ -5,10 +5,12 @@ The parcel index of the band's grid (stored lattice, or rasterized for the scene
 the band only the blocks that hold parcel pixels are decoded (:func:`plan_blocks`): the
 1024 x 1024 tiles of a Sentinel-2 JPEG2000 band, the blocks of a COG or tiled GeoTIFF,
 the scanlines of a raw (ENVI) or striped file. A granule's sea, forest and towns cost
-nothing. The blocks are read in the fewest rectangles that decode nothing else
+nothing. The needed blocks are grouped into rectangles that decode nothing else
 (horizontal runs of needed blocks, stacked where consecutive block rows have the same
-runs), so each read hands GDAL several tiles to decode in parallel (JP2OpenJPEG decodes
-the tiles of one request on ``GDAL_NUM_THREADS`` threads).
+runs); GeoTIFF/COG and raw files are read one rectangle per call (GDAL decodes the blocks
+of one request in parallel), JPEG2000 one tile per call (OpenJPEG's intra-tile threads
+keep every core busy; :func:`read_blocks`). The decoded blocks land in one array of the
+parcels' bounding window, which the kernels read unchanged.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _runs(row: np.ndarray) -> list[tuple[int, int]]:
 
 
 def block_rects(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Fewest block rectangles covering exactly the True blocks of ``mask``.
+    """Block rectangles covering exactly the True blocks of ``mask`` (greedy, few).
 
     Horizontal runs of needed blocks per block row; a run continues the rectangle above
     when that one has the same columns and ends on the previous block row.
