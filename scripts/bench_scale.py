@@ -3,14 +3,12 @@
 * :func:`s1_scenes`: SYNTHETIC full-size Sentinel-1 CARD-BS scenes (VV + VH, ENVI float32
   big-endian as SNAP writes it, 25,000 x 19,000 pixels at 10 m, off the Sentinel-2
   lattice) over the benchmark tile's 200k parcels, claim to commit through ``run_queue``,
-  against the read time of the same band windows; three scenes on one grid: the first
+  against the read time of the same band blocks; three scenes on one grid: the first
   rasterizes the parcels it intersects (footprint query), the second makes the repeating
   lattice a stored one, the third is the steady state.
 * :func:`million_parcels`: a 1M-parcel AOI (SYNTHETIC, LPIS-like): index build time and
   size, and the peak RSS of the index builder and of a worker process (load the stored
   index, decode a full 10 m band window, compute its statistics).
-* :func:`denmark_year`: the projected wall time of a Danish year on an 8-vCPU box from
-  the per-scene costs measured in this run (the model is printed with it).
 """
 
 from __future__ import annotations
@@ -70,8 +68,8 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
     Returns
     -------
     list of dict
-        Per scene: seconds (claim to commit), read_windows_s (the two band windows the
-        scene needs, read again right after with rasterio), read_full_s (both full bands),
+        Per scene: seconds (claim to commit), cpu_s (process CPU of it), reads_s (the blocks
+        of the two bands the scene needs, read again right after), read_full_s (both full bands),
         ratio, rows, index source, and run_queue's own read/stats/write split.
     """
     import datetime as dt
@@ -113,12 +111,15 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
                 cloud_cover=None, product_identifier="/eodata/" + rel, catalogue_id=None, source="bench")],
                 HarvestReport())
             enqueue(conn, cfg)
+        c0 = cpu_seconds()
         out = run_queue(url, cfg, "bs", obsids=ids)
+        cpu = cpu_seconds() - c0
         res = out["results"][0]
         with transaction(url) as conn:
             lin = conn.execute(sql.SQL("SELECT lineage FROM {}.scene_stages WHERE obsid = %s AND stage = %s").format(
                 sql.Identifier(cfg.schema)), (ids[0], "bs")).fetchone()[0]
-        # the same two band windows, read again: what the scene had to read
+        # the same blocks (scanlines) of the two bands, read again: what the scene had to read
+        from cbm_ops.extract.bands import plan_blocks, read_blocks
         from cbm_ops.grid import Grid
         from cbm_ops.grid.stored import index_for_grid
 
@@ -127,11 +128,9 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
             with rasterio.open(d / f"Gamma0_{pol}.img") as ds:
                 grid = Grid.from_raster(epsg, ds.transform, ds.width, ds.height)
                 idx = index_for_grid(url, cfg, grid, obsid=ids[0])   # the scene's own: no new sighting
-                from cbm_ops.extract.bands import window_of
-
-                win = window_of(grid, idx)
+                plan = plan_blocks(grid, idx, ds.block_shapes[0])
                 ta = time.perf_counter()
-                ds.read(1, window=win[0])
+                read_blocks(ds, 1, plan)
                 t_win += time.perf_counter() - ta
         t_full = 0.0
         for pol in ("VV", "VH"):
@@ -139,7 +138,7 @@ def s1_scenes(url: str, cfg, data: Path, tile_x0: float, tile_y0: float, epsg: i
                 ta = time.perf_counter()
                 ds.read(1)
                 t_full += time.perf_counter() - ta
-        results.append({"scene": k + 1, "seconds": res["seconds"], "read_windows_s": round(t_win, 3),
+        results.append({"scene": k + 1, "seconds": res["seconds"], "cpu_s": round(cpu, 2), "reads_s": round(t_win, 3),
                         "read_full_s": round(t_full, 3), "ratio": round(res["seconds"] / t_win, 3),
                         "rows": res.get("rows"), "status": res["status"], "index": lin["index_version"],
                         "split": {k2: res.get(k2) for k2 in ("read_s", "stats_s", "write_s")}})
@@ -212,36 +211,6 @@ print(json.dumps({"parcels": int(geoms.size), "generate_s": round(t_gen, 1), "in
                        check=True)
     worker = json.loads(w.stdout.strip().splitlines()[-1])
     return {"builder": built, "worker": worker}
-
-
-def denmark_year(f: dict[str, float], cores: int = 8, workers: int = 4) -> dict[str, Any]:
-    """Projected wall time of one Danish year on an ``cores``-vCPU box, from measured costs.
-
-    Model (a projection, not a measurement): every scene's extraction is bounded by its
-    CPU work (decode + statistics + payload), which scales across scenes: ``workers``
-    extraction tasks with ``cores / workers`` threads each keep the box's cores busy,
-    so year wall time = sum over scenes of (measured CPU core-seconds per scene) /
-    ``cores``, divided by an efficiency of 0.8 (memory bandwidth, stragglers, the DB on
-    the same box). Inputs, all measured in this run on the benchmark's full tile with
-    200k parcels (a dense Danish granule holds about as many: 770k parcels on ~4 tiles'
-    worth of farmland): S2 granule = SCL + 10 m + 20 m stages from JPEG2000; S1 scene =
-    steady-state CARD-BS scene (stored index). Counts: 4,000 S2 granules, 1,200 S1 scenes.
-    The database's COPY work is added from the measured write rate (one core).
-    """
-    s2 = f["s2_granule_core_s"]
-    s1 = f["s1_scene_core_s"]
-    n_s2, n_s1 = 4000, 1200
-    cpu = n_s2 * s2 + n_s1 * s1
-    rows = n_s2 * f["s2_rows_per_granule"] + n_s1 * f["s1_rows_per_scene"]
-    db_s = rows / f["write_rows_per_s"]
-    eff = 0.8
-    wall = cpu / cores / eff + db_s / cores
-    model = " ".join((denmark_year.__doc__ or "").split("Model (")[1].split()).rstrip(".")
-    return {"model": "(" + model,
-            "inputs": f, "s2_granules": n_s2, "s1_scenes": n_s1, "cpu_core_hours": round(cpu / 3600, 1),
-            "sigs_hists_rows": int(rows), "db_copy_hours_one_core": round(db_s / 3600, 2),
-            "projected_wall_hours_8_vcpu": round(wall / 3600, 1), "efficiency_assumed": eff,
-            "label": "PROJECTED from measured per-scene costs (not a measurement)"}
 
 
 def cpu_seconds() -> float:

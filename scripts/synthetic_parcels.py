@@ -58,8 +58,8 @@ def _farmland(xy: np.ndarray, bounds, rng: np.random.Generator) -> np.ndarray:
     return f + rng.normal(0, 0.3, len(xy))          # ragged block borders
 
 
-def make_parcels(n: int, bounds: tuple[float, float, float, float] = TILE_BOUNDS, *, seed: int = 1
-                 ) -> np.ndarray:
+def make_parcels(n: int, bounds: tuple[float, float, float, float] = TILE_BOUNDS, *, seed: int = 1,
+                 where=None) -> np.ndarray:
     """``n`` SYNTHETIC LPIS-like parcels (shapely Polygons) in ``bounds`` (metres).
 
     Parameters
@@ -70,6 +70,9 @@ def make_parcels(n: int, bounds: tuple[float, float, float, float] = TILE_BOUNDS
         Extent in a metric CRS (UTM).
     seed : int
         Random seed; the same (n, bounds, seed) give the same polygons.
+    where : shapely geometry, optional
+        Seeds only inside it (land of a country, same CRS): parcels lie on it but near its
+        border (a coast).
 
     Returns
     -------
@@ -87,6 +90,10 @@ def make_parcels(n: int, bounds: tuple[float, float, float, float] = TILE_BOUNDS
     area = (maxx - minx) * (maxy - miny)
     n_seeds = int(rng.poisson(area / MEAN_CELL_M2))
     pts = np.column_stack([rng.uniform(minx, maxx, n_seeds), rng.uniform(miny, maxy, n_seeds)])
+    if where is not None:
+        shapely.prepare(where)
+        pts = pts[shapely.contains_xy(where, pts[:, 0], pts[:, 1])]
+        n_seeds = len(pts)
     # farmland first: only the best-ranked seeds get Voronoi cells (cells at the fringe
     # of that set are larger and mostly fail the size filter; all stay disjoint)
     score = _farmland(pts, (minx, miny, maxx, maxy), rng)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,14 +96,14 @@ class StageBands:
             return
         args = (arr, rd.r0, rd.c0, idx.run_ptr, idx.run_row, idx.run_c0, idx.run_c1)
         if self.kind == "hist":
-            nclasses = int(arr.max()) + 1 if arr.size else 1
+            nclasses = rd.max_value() + 1
             counts = kernels.parcel_histograms(*args, nclasses, int(nodata or 0), nodata is not None)
             self.checks.append(quality.check_hist_band(cfg, counts, expected))
             self.hists = kernels.hist_copy_text(idx.pids, claim.obsid, counts)
             valid = counts.sum(axis=1) > 0
         else:
             st = kernels.parcel_stats(*args, idx.max_pixels, nodata)
-            nan_frac = kernels.nan_count(arr) / arr.size if arr.dtype.kind == "f" and arr.size else 0.0
+            nan_frac = rd.nan_fraction()
             self.checks.append(quality.check_stats_band(cfg, claim.card, bf.band, st, expected, nan_frac))
             if bf.offset:
                 st[:, [1, 3, 4, 5, 6, 7]] += bf.offset   # all but count and std
@@ -172,30 +173,63 @@ def process_claim(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str,
                   verdict.as_json(cfg), result, t0)
 
 
+def _overlap_ok() -> bool:
+    """Numba's threading layer may be entered from two threads at once (omp, tbb; not workqueue)."""
+    import numba
+
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:              # no parallel kernel has run yet in this process: start the layer
+        kernels.nan_count(np.zeros((1, 1), np.float32))
+        return numba.threading_layer() != "workqueue"
+
+
+def _band_stats(acc: StageBands, cfg: AoiConfig, claim: queue.Claim, bf: BandFile, rd: BandRead,
+                footprints: dict[int, Any]) -> None:
+    """The statistics and quality measures of one decoded band (bands in order)."""
+    tb = time.perf_counter()
+    acc.note_index(bf, rd)
+    if rd.epsg not in footprints:
+        footprints[rd.epsg] = footprint_in(claim.footprint, rd.epsg)
+    expected = quality.expected_parcels(rd.idx, rd.bounds, footprints[rd.epsg], cfg.quality.coverage_margin_m)
+    acc.add_band(cfg, claim, bf, rd, expected)
+    acc.stats_s += time.perf_counter() - tb
+
+
 def _read_bands(url: str, cfg: AoiConfig, claim: queue.Claim, owner: str, session: queue.Session,
                 prod: ProductFiles, files: list[BandFile]) -> StageBands:
-    """Decode every band file of the stage and compute its statistics (lease renewed between bands)."""
+    """Decode every band file of the stage and compute its statistics (lease renewed between bands).
+
+    GDAL's decoders and the Numba kernels release the GIL: the statistics of band k run in
+    one worker thread (bands in order) while this thread decodes band k + 1, so the cores
+    stay on decoding. At most one decoded band waits for its statistics (two band windows
+    in memory). ``acc.read_s`` is the decode time, ``acc.stats_s`` the statistics time
+    (overlapped except for the last band).
+    """
     acc = StageBands(kind=STAGES[claim.stage][1])
     renewed = time.perf_counter()
     footprints: dict[int, Any] = {}
-    for bf in files:
-        ta = time.perf_counter()
-        for comp in bf.companions:
-            prod.local(comp)
-        rd = read_band(prod.raster(bf.rel), bf, url, cfg, claim.footprint, claim.obsid)
-        tb = time.perf_counter()
-        acc.read_s += tb - ta
-        acc.note_index(bf, rd)
-        if rd.epsg not in footprints:
-            footprints[rd.epsg] = footprint_in(claim.footprint, rd.epsg)
-        expected = quality.expected_parcels(rd.idx, rd.bounds, footprints[rd.epsg], cfg.quality.coverage_margin_m)
-        acc.add_band(cfg, claim, bf, rd, expected)
-        acc.stats_s += time.perf_counter() - tb
-        del rd
-        if time.perf_counter() - renewed > cfg.lease_minutes * 20:   # a third of the lease
-            with session.tx() as conn:
-                queue.extend_lease(conn, cfg, claim, owner)
-            renewed = time.perf_counter()
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="cbm-stats") as ex:
+        for bf in files:
+            ta = time.perf_counter()
+            for comp in bf.companions:
+                prod.local(comp)
+            rd = read_band(prod.raster(bf.rel), bf, url, cfg, claim.footprint, claim.obsid)
+            acc.read_s += time.perf_counter() - ta
+            if pending is not None:
+                pending.result()
+            if _overlap_ok():
+                pending = ex.submit(_band_stats, acc, cfg, claim, bf, rd, footprints)
+            else:
+                _band_stats(acc, cfg, claim, bf, rd, footprints)
+            del rd
+            if time.perf_counter() - renewed > cfg.lease_minutes * 20:   # a third of the lease
+                with session.tx() as conn:
+                    queue.extend_lease(conn, cfg, claim, owner)
+                renewed = time.perf_counter()
+        if pending is not None:
+            pending.result()
     return acc
 
 

@@ -443,3 +443,41 @@ def nan_count(img: np.ndarray) -> int:
     if img.dtype.kind != "f" or img.size == 0:
         return 0
     return int(_nan_count(img))
+
+
+@njit(cache=True, nogil=True)
+def block_mask(run_row, run_c0, run_c1, r_off, c_off, height, width, block_h, block_w):
+    """Image blocks (tiles) that hold pixels of the index's runs.
+
+    Parameters
+    ----------
+    run_row, run_c0, run_c1 : int32 ndarrays, shape (R,)
+        Runs of a parcel index (grid row, first column, end column exclusive).
+    r_off, c_off : int
+        Index-grid row and column of the image's pixel (0, 0).
+    height, width : int
+        Image size (pixels).
+    block_h, block_w : int
+        Block (JPEG2000 tile, GeoTIFF/COG block, raw scanline) size of the image (pixels).
+
+    Returns
+    -------
+    bool ndarray, shape (ceil(height / block_h), ceil(width / block_w))
+        True for every block one of whose pixels lies in a run; runs are clipped to the
+        image (runs outside it mark nothing).
+    """
+    nty = (height + block_h - 1) // block_h
+    ntx = (width + block_w - 1) // block_w
+    out = np.zeros((nty, ntx), np.bool_)
+    for i in range(run_row.size):
+        r = np.int64(run_row[i]) - r_off
+        if r < 0 or r >= height:
+            continue
+        a = max(np.int64(run_c0[i]) - c_off, 0)
+        b = min(np.int64(run_c1[i]) - c_off, width)
+        if b <= a:
+            continue
+        ty = r // block_h
+        for tx in range(a // block_w, (b - 1) // block_w + 1):
+            out[ty, tx] = True
+    return out
