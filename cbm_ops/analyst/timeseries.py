@@ -25,6 +25,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from math import isfinite
 from typing import Any
 
 from ..config import STAGES, AoiConfig
@@ -247,28 +248,26 @@ def _band_series(conn, cfg: AoiConfig, pid: int, card: str, codes: tuple[str, ..
         for row in cur:
             sig_rows.setdefault(row[0], []).append(row[1:])
     stage_of = _stage_of_band(cfg)
-    out: dict[str, list] = {n: [] for n in names}
     per_obs = [n for n in names if n not in STAT_COLUMNS and n not in ("band", "lineage")]
-    cols = [out[n] for n in per_obs]
-    band_col, stat_cols = out["band"], [out[n] for n in STAT_COLUMNS]
-    lin_col = out.get("lineage")
+    with_lineage = "lineage" in names
+    rows: list[tuple] = []
     for o in obs:
         srows = sig_rows.get(o["obsid"], [])
-        ndvi = _ndvi(srows) if card == "s2" else None
-        values = {**o, "date_part": epoch_seconds(o["obstime"]), "obstime": o["obstime"].isoformat(), "ndvi": ndvi}
-        common = [values.get(n) for n in per_obs]
+        values = {**o, "date_part": epoch_seconds(o["obstime"]), "obstime": o["obstime"].isoformat(),
+                  "ndvi": _ndvi(srows) if card == "s2" else None}
+        common = tuple(values.get(n) for n in per_obs)
         stages = lin.get(o["obsid"], {})
         for band, *stats in srows:
             if band not in want:
                 continue
-            for col, v in zip(cols, common, strict=True):
-                col.append(v)
-            band_col.append(band)
-            for col, v in zip(stat_cols, stats, strict=True):
-                col.append(finite(v))                      # NaN, inf (not JSON) as None
-            if lin_col is not None:
-                lin_col.append(stages.get(stage_of.get((card, band), ""), {}).get("lineage"))
-    return out
+            # NaN, inf (not JSON) as None
+            row = (*common, band, *[v if v is None or isfinite(v) else None for v in stats])
+            if with_lineage:
+                row += (stages.get(stage_of.get((card, band), ""), {}).get("lineage"),)
+            rows.append(row)
+    order = [*per_obs, "band", *STAT_COLUMNS, *(["lineage"] if with_lineage else [])]
+    cols = dict(zip(order, map(list, zip(*rows, strict=True)), strict=True)) if rows else {n: [] for n in order}
+    return {n: cols[n] for n in names}
 
 
 def time_series_latency(url: str, cfg: AoiConfig, pids: Sequence[int], tstype: str = "s2",
