@@ -21,7 +21,7 @@ UTC = dt.UTC
 
 
 def _url(cfg: AoiConfig) -> str:
-    from cbm_plugin import CbmHook
+    from cbm_hook import CbmHook
 
     return CbmHook(db_conn_id=cfg.db_conn_id).db_url()
 

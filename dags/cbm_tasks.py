@@ -34,7 +34,7 @@ STAGE_TITLES = {"scl": "scl: S2 SCL histograms (20 m)", "s2_10m": "s2_10m: S2 10
 # --------------------------------------------------------------------------- helpers
 def db_url(cfg: AoiConfig) -> str:
     """The results database URL from the AOI's Airflow connection (never logged)."""
-    from cbm_plugin import CbmHook
+    from cbm_hook import CbmHook
 
     return CbmHook(db_conn_id=cfg.db_conn_id).db_url()
 
@@ -45,7 +45,7 @@ def scene_store(cfg: AoiConfig):
 
     if cfg.store.kind != "s3":
         return make_store(cfg)
-    from cbm_plugin import CbmHook
+    from cbm_hook import CbmHook
 
     creds, endpoint = CbmHook(db_conn_id=cfg.db_conn_id, s3_conn_id=cfg.store.conn_id).s3_settings()
     return make_store(cfg, s3_credentials=creds, s3_endpoint=endpoint)

@@ -1,4 +1,4 @@
-"""Chip latency on a full-size Sentinel-2 granule (``make bench``; also ``python scripts/bench_chips.py``).
+"""Chip latency on a full-size Sentinel-2 granule (a section of ``make bench``, scripts/bench.py).
 
 The demo sample's band files are 64 x 64 pixels, which says nothing about cutting a chip out
 of a real 10980 x 10980 JPEG2000 band. This measures :func:`cbm_ops.analyst.chips.cut_scene`
@@ -62,19 +62,3 @@ def chip_latency(safe: Path, emit: Callable[..., None], points: int = 8) -> dict
              shape=list(cut.bands[0][1].data.shape),
              note="full-tile lossless JPEG2000 (10980 x 10980, 1024 blocks), fresh open per chip, SYNTHETIC values")
     return out
-
-
-def main() -> int:
-    import bench
-
-    bench.DATA.mkdir(parents=True, exist_ok=True)
-    if not (bench.DATA / "B04.jp2").exists():
-        print("bench-output/data has no full-tile JP2: run make bench (or python scripts/bench.py) first")
-        return 1
-    chip_latency(bench.make_safe(), bench.emit)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "scripts"))
-    raise SystemExit(main())

@@ -293,13 +293,21 @@ HOST_SETUP = textwrap.dedent(r"""
 # docker-compose restarts every Airflow service that exits (`restart: always`), a VM's service
 # manager does the same (systemd `Restart=always`): the scheduler, for one, exits when the
 # metadata database restarts under it. Each component runs under this loop on its host.
+# The api-server's processes on the control host: two, so that one slow answer does not hold
+# the next analyst's request (uvicorn workers of Airflow's api-server; size it to the host's cores).
+API_WORKERS = 2
+# Worker hosts are separate VMs with their own cores in production; here the three hosts share
+# this machine's cores, so the worker hosts' processes run at a lower CPU priority, standing in
+# for CPUs of their own: their extraction does not take the control host's CPU from the analysts.
+WORKER_NICE = 10
+
 RESTART_LOOP = textwrap.dedent(r"""
     trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
     while :; do
       "$@" &
       child=$!
       wait "$child"
-      echo "[restart: always] $2 exited with status $?; starting it again in 5 s"
+      echo "[restart: always] $* exited with status $?; starting it again in 5 s"
       sleep 5
     done
 """)
@@ -423,7 +431,8 @@ class HostsStack(stack_mod.Stack):
         host = self.host_of(name)
         conc = self.env(name)["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
         args = {
-            "api-server": ["api-server", "--host", self.ip(CONTROL), "--port", str(PORTS["api"]), "--workers", "1"],
+            "api-server": ["api-server", "--host", self.ip(CONTROL), "--port", str(PORTS["api"]),
+                           "--workers", str(API_WORKERS)],
             "scheduler": ["scheduler"],
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer"],
@@ -432,6 +441,7 @@ class HostsStack(stack_mod.Stack):
         with open(self.component_log(name), "ab") as log:
             proc = subprocess.Popen([*NSENTER, "--target", str(self.anchors[host]), "--wd=" + str(cwd), "--",
                                      shutil.which("bash") or "/bin/bash", "-c", RESTART_LOOP, "restart-always",
+                                     *(["nice", "-n", str(WORKER_NICE)] if host in WORKERS else []),
                                      stack_mod.AIRFLOW, *args], env=self.env(name), stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pids[name] = proc.pid

@@ -1,7 +1,7 @@
 """Connections to the results database: URLs, single connections, per-process pools.
 
 Credentials never appear in code or configuration files: the database URL comes from the
-caller (an Airflow Connection through ``plugins/cbm_plugin.py``) or from the environment
+caller (an Airflow Connection through ``plugins/cbm_hook.py``) or from the environment
 (:func:`db_url_from_env`); it is never logged.
 """
 

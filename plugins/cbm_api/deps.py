@@ -213,7 +213,7 @@ def airflow_store(cfg: AoiConfig) -> Any:
 
     if cfg.store.kind != "s3":
         return make_store(cfg)
-    from cbm_plugin import CbmHook
+    from cbm_hook import CbmHook
 
     creds, endpoint = CbmHook(db_conn_id=cfg.db_conn_id, s3_conn_id=cfg.store.conn_id).s3_settings()
     return make_store(cfg, s3_credentials=creds, s3_endpoint=endpoint)
