@@ -293,9 +293,9 @@ HOST_SETUP = textwrap.dedent(r"""
 # docker-compose restarts every Airflow service that exits (`restart: always`), a VM's service
 # manager does the same (systemd `Restart=always`): the scheduler, for one, exits when the
 # metadata database restarts under it. Each component runs under this loop on its host.
-# The api-server's processes on the control host: two, so that one slow answer does not hold
-# the next analyst's request (uvicorn workers of Airflow's api-server; size it to the host's cores).
-API_WORKERS = 2
+# The api-server's processes on the control host (uvicorn workers of Airflow's api-server; size
+# it to the host's cores). One here: two were measured no better on two shared cores (docs/deployment.md).
+API_WORKERS = 1
 # Worker hosts are separate VMs with their own cores in production; here the three hosts share
 # this machine's cores, so the worker hosts' processes run at a lower CPU priority, standing in
 # for CPUs of their own: their extraction does not take the control host's CPU from the analysts.
